@@ -1,0 +1,2 @@
+//! concord-chaos (skeleton; filled by the chaos issue).
+fn main() {}

@@ -1,0 +1,634 @@
+//! Local operations: validated requests to change the state, and how each
+//! becomes a delta.
+//!
+//! Planning reads the state and the clock and either refuses the operation
+//! with an [`OpError`] — leaving everything untouched — or returns the delta
+//! that carries it out. The replica then joins that delta exactly as it
+//! would join one from a peer, so local and remote application can never
+//! disagree.
+
+use std::collections::BTreeMap;
+
+use crate::cart::CartEntry;
+use crate::catalog::{NewProduct, ProductPatch, ProductRecord, resolve};
+use crate::clock::{Hlc, HlcClock, Stamp};
+use crate::context::Dot;
+use crate::counter::BoundedCounter;
+use crate::delta::{Delta, Part};
+use crate::ids::{Actor, CartId, OrderId, ProductId};
+use crate::money::Currency;
+use crate::order::{Address, OrderEntry, OrderHeader, OrderLine};
+use crate::state::{Sku, State};
+use crate::status::{IllegalMove, MaxReg, OrderStatus};
+
+/// Most units of one product a cart line or order line may hold.
+pub const MAX_LINE_QUANTITY: u32 = 1_000_000;
+
+/// Where a checkout takes its items from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CheckoutItems {
+    /// Every line of a cart (which the checkout then empties).
+    Cart(CartId),
+    /// Explicit lines: product and quantity.
+    Lines(Vec<(ProductId, u32)>),
+}
+
+/// A validated request to change the replicated state.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// Create a product (optionally with initial stock, as this node's rights).
+    CreateProduct {
+        /// The new product's id.
+        id: ProductId,
+        /// Its fields.
+        product: NewProduct,
+        /// Units of initial stock (0 for none).
+        initial_stock: u64,
+    },
+    /// Change some fields of a product.
+    UpdateProduct {
+        /// The product.
+        id: ProductId,
+        /// The fields to change.
+        patch: ProductPatch,
+    },
+    /// Remove a product (observed-remove).
+    DeleteProduct {
+        /// The product.
+        id: ProductId,
+    },
+    /// Add stock to a SKU; the rights go to this node.
+    Restock {
+        /// The SKU.
+        sku: Sku,
+        /// Units to add.
+        quantity: u64,
+    },
+    /// Give some of this node's rights on a SKU to another actor.
+    TransferRights {
+        /// The SKU.
+        sku: Sku,
+        /// The receiver.
+        to: Actor,
+        /// Units of rights.
+        quantity: u64,
+    },
+    /// Add units of a product to a cart.
+    AddToCart {
+        /// The cart.
+        cart: CartId,
+        /// The product.
+        product: ProductId,
+        /// Units to add.
+        quantity: u32,
+        /// The customer acting, if a customer (binds the cart on first write);
+        /// `None` for an admin.
+        customer: Option<String>,
+    },
+    /// Set a cart line's quantity (0 removes it).
+    SetCartItem {
+        /// The cart.
+        cart: CartId,
+        /// The product.
+        product: ProductId,
+        /// The new quantity.
+        quantity: u32,
+        /// See [`Op::AddToCart`].
+        customer: Option<String>,
+    },
+    /// Remove a line from a cart.
+    RemoveCartItem {
+        /// The cart.
+        cart: CartId,
+        /// The product.
+        product: ProductId,
+        /// See [`Op::AddToCart`].
+        customer: Option<String>,
+    },
+    /// Place an order, selling against this node's rights.
+    Checkout {
+        /// The new order's id (a UUIDv7 minted by this node).
+        order: OrderId,
+        /// The customer placing it.
+        customer: String,
+        /// What is bought.
+        items: CheckoutItems,
+        /// Where it ships.
+        shipping: Address,
+    },
+    /// Move an order's status (pay, ship, deliver, cancel).
+    MoveOrder {
+        /// The order.
+        order: OrderId,
+        /// The status asked for.
+        to: OrderStatus,
+    },
+    /// Return a cancelled order's units to this node's rights (the seller
+    /// does this when it applies a cancel accepted elsewhere).
+    ReturnUnits {
+        /// The order.
+        order: OrderId,
+    },
+}
+
+/// Why an operation was refused. The state is unchanged in every case.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpError {
+    /// A product with this id exists.
+    #[error("product {0} already exists")]
+    ProductExists(ProductId),
+    /// No such product.
+    #[error("product {0} not found")]
+    ProductNotFound(ProductId),
+    /// Another product has this SKU.
+    #[error("SKU {sku} already belongs to product {product}")]
+    SkuTaken {
+        /// The SKU.
+        sku: String,
+        /// The product that has it.
+        product: ProductId,
+    },
+    /// The cart is bound to another customer.
+    #[error("cart {0} belongs to another customer")]
+    CartOwned(CartId),
+    /// The product is not in the cart.
+    #[error("product {product} is not in cart {cart}")]
+    NotInCart {
+        /// The cart.
+        cart: CartId,
+        /// The product.
+        product: ProductId,
+    },
+    /// A checkout with no items.
+    #[error("the order has no items")]
+    EmptyOrder,
+    /// Products priced in different currencies.
+    #[error("one order cannot mix currencies: {0} and {1}")]
+    MixedCurrency(Currency, Currency),
+    /// This node's rights do not cover the order.
+    #[error(
+        "not enough stock of {sku}: need {needed}, this node holds rights to {held}, total stock {stock}"
+    )]
+    InsufficientStock {
+        /// The SKU.
+        sku: String,
+        /// Units needed.
+        needed: u64,
+        /// Rights this node holds.
+        held: u64,
+        /// Stock across the cluster, as this node sees it.
+        stock: u64,
+    },
+    /// No such order.
+    #[error("order {0} not found")]
+    OrderNotFound(OrderId),
+    /// An order with this id exists.
+    #[error("order {0} already exists")]
+    OrderExists(OrderId),
+    /// A status move the order's life does not allow.
+    #[error(transparent)]
+    IllegalMove(#[from] IllegalMove),
+    /// Only the selling actor ships an order (or returns its units).
+    #[error("order {order} was sold by {seller}; only that node can do this")]
+    NotSeller {
+        /// The order.
+        order: OrderId,
+        /// Its seller.
+        seller: Actor,
+    },
+    /// A return for an order that is not cancelled, or already returned.
+    #[error("order {0} has no units to return")]
+    NothingToReturn(OrderId),
+    /// A quantity or amount beyond what an order may hold.
+    #[error("{0} is too large")]
+    TooLarge(&'static str),
+    /// The operation would change nothing (a patch with no fields, a move
+    /// to the status the order already has).
+    #[error("nothing to change")]
+    Unchanged,
+}
+
+/// What planning needs besides the state.
+pub(crate) struct PlanCtx<'a> {
+    pub actor: Actor,
+    pub dot: Dot,
+    pub clock: &'a mut HlcClock,
+    pub wall_ms: u64,
+    pub sku_owner: Option<ProductId>,
+}
+
+fn delta(ctx: &PlanCtx<'_>, hlc: Hlc, covers: Vec<Dot>, parts: Vec<Part>) -> Delta {
+    Delta {
+        dot: ctx.dot,
+        hlc,
+        covers,
+        parts,
+    }
+}
+
+fn live_product(state: &State, id: &ProductId) -> Result<(ProductRecord, Vec<Dot>), OpError> {
+    let siblings = state
+        .products
+        .get(id)
+        .ok_or(OpError::ProductNotFound(*id))?;
+    let record = resolve(siblings).ok_or(OpError::ProductNotFound(*id))?;
+    Ok((record, siblings.dots().collect()))
+}
+
+fn product_exists(state: &State, id: &ProductId) -> Result<(), OpError> {
+    match state.products.get(id) {
+        Some(s) if !s.0.is_empty() => Ok(()),
+        _ => Err(OpError::ProductNotFound(*id)),
+    }
+}
+
+fn check_owner(
+    entry: Option<&CartEntry>,
+    cart: &CartId,
+    customer: Option<&str>,
+) -> Result<Option<Part>, OpError> {
+    let Some(c) = customer else { return Ok(None) };
+    match entry.and_then(|e| e.customer()) {
+        Some(owner) if owner != c => Err(OpError::CartOwned(*cart)),
+        Some(_) => Ok(None),
+        None => Ok(Some(Part::CartOwner {
+            cart: *cart,
+            customer: c.to_string(),
+        })),
+    }
+}
+
+/// Plans a cart line write (`qty` 0 removes the line).
+fn cart_line(
+    entry: Option<&CartEntry>,
+    ctx: &mut PlanCtx<'_>,
+    cart: CartId,
+    product: ProductId,
+    qty: u32,
+    customer: Option<&str>,
+) -> Result<Delta, OpError> {
+    let bind = check_owner(entry, &cart, customer)?;
+    let covers: Vec<Dot> = entry.map(|e| e.item_dots(&product)).unwrap_or_default();
+    let floor = entry.map(|e| e.item_floor(&product)).unwrap_or_default();
+    let hlc = ctx.clock.now_above(ctx.wall_ms, floor);
+    let mut parts = Vec::with_capacity(1 + usize::from(bind.is_some()));
+    parts.push(Part::CartLine { cart, product, qty });
+    parts.extend(bind);
+    Ok(delta(ctx, hlc, covers, parts))
+}
+
+pub(crate) fn plan(op: Op, state: &State, ctx: &mut PlanCtx<'_>) -> Result<Delta, OpError> {
+    match op {
+        Op::CreateProduct {
+            id,
+            product,
+            initial_stock,
+        } => {
+            if state.products.get(&id).is_some() {
+                return Err(OpError::ProductExists(id));
+            }
+            if let Some(other) = ctx.sku_owner {
+                return Err(OpError::SkuTaken {
+                    sku: product.sku,
+                    product: other,
+                });
+            }
+            let hlc = ctx.clock.now(ctx.wall_ms);
+            let stamp = Stamp {
+                hlc,
+                actor: ctx.actor,
+            };
+            let sku = Sku(product.sku.clone());
+            let mut parts = vec![Part::Product {
+                id,
+                record: Some(Box::new(ProductRecord::new(product, stamp))),
+            }];
+            if initial_stock > 0 {
+                let mut counter = state.stock.get(&sku).cloned().unwrap_or_default();
+                counter.restock(ctx.actor, initial_stock);
+                parts.push(Part::Stock {
+                    sku,
+                    counter: Box::new(counter),
+                });
+            }
+            Ok(delta(ctx, hlc, Vec::new(), parts))
+        }
+        Op::UpdateProduct { id, patch } => {
+            let (record, covers) = live_product(state, &id)?;
+            if patch.is_empty() {
+                return Err(OpError::Unchanged);
+            }
+            let hlc = ctx.clock.now_above(ctx.wall_ms, record.floor());
+            let stamp = Stamp {
+                hlc,
+                actor: ctx.actor,
+            };
+            let parts = vec![Part::Product {
+                id,
+                record: Some(Box::new(record.patched(&patch, stamp))),
+            }];
+            Ok(delta(ctx, hlc, covers, parts))
+        }
+        Op::DeleteProduct { id } => {
+            let (record, covers) = live_product(state, &id)?;
+            let hlc = ctx.clock.now_above(ctx.wall_ms, record.floor());
+            Ok(delta(
+                ctx,
+                hlc,
+                covers,
+                vec![Part::Product { id, record: None }],
+            ))
+        }
+        Op::Restock { sku, quantity } => {
+            let mut counter = state.stock.get(&sku).cloned().unwrap_or_default();
+            counter.restock(ctx.actor, quantity);
+            let hlc = ctx.clock.now(ctx.wall_ms);
+            Ok(delta(
+                ctx,
+                hlc,
+                Vec::new(),
+                vec![Part::Stock {
+                    sku,
+                    counter: Box::new(counter),
+                }],
+            ))
+        }
+        Op::TransferRights { sku, to, quantity } => {
+            let mut counter = state.stock.get(&sku).cloned().unwrap_or_default();
+            counter
+                .transfer(ctx.actor, to, quantity)
+                .map_err(|e| OpError::InsufficientStock {
+                    sku: sku.0.clone(),
+                    needed: e.needed,
+                    held: e.held,
+                    stock: counter.stock(),
+                })?;
+            let hlc = ctx.clock.now(ctx.wall_ms);
+            Ok(delta(
+                ctx,
+                hlc,
+                Vec::new(),
+                vec![Part::Stock {
+                    sku,
+                    counter: Box::new(counter),
+                }],
+            ))
+        }
+        Op::AddToCart {
+            cart,
+            product,
+            quantity,
+            customer,
+        } => {
+            product_exists(state, &product)?;
+            let entry = state.carts.get(&cart);
+            let have = entry.and_then(|e| e.quantity(&product)).unwrap_or(0);
+            let qty = have
+                .checked_add(quantity)
+                .filter(|q| *q <= MAX_LINE_QUANTITY)
+                .ok_or(OpError::TooLarge("cart line quantity"))?;
+            cart_line(entry, ctx, cart, product, qty, customer.as_deref())
+        }
+        Op::SetCartItem {
+            cart,
+            product,
+            quantity,
+            customer,
+        } => {
+            if quantity > MAX_LINE_QUANTITY {
+                return Err(OpError::TooLarge("cart line quantity"));
+            }
+            let entry = state.carts.get(&cart);
+            let have = entry.and_then(|e| e.quantity(&product));
+            if quantity == 0 && have.is_none() {
+                return Err(OpError::NotInCart { cart, product });
+            }
+            if quantity > 0 {
+                product_exists(state, &product)?;
+            }
+            if have == Some(quantity) {
+                return Err(OpError::Unchanged);
+            }
+            cart_line(entry, ctx, cart, product, quantity, customer.as_deref())
+        }
+        Op::RemoveCartItem {
+            cart,
+            product,
+            customer,
+        } => {
+            let entry = state.carts.get(&cart);
+            if entry.and_then(|e| e.quantity(&product)).is_none() {
+                return Err(OpError::NotInCart { cart, product });
+            }
+            cart_line(entry, ctx, cart, product, 0, customer.as_deref())
+        }
+        Op::Checkout {
+            order,
+            customer,
+            items,
+            shipping,
+        } => plan_checkout(state, ctx, order, customer, items, shipping),
+        Op::MoveOrder { order, to } => plan_move(state, ctx, order, to),
+        Op::ReturnUnits { order } => {
+            let entry = state
+                .orders
+                .get(&order)
+                .ok_or(OpError::OrderNotFound(order))?;
+            let header = entry.header.as_ref().ok_or(OpError::OrderNotFound(order))?;
+            if header.seller != ctx.actor {
+                return Err(OpError::NotSeller {
+                    order,
+                    seller: header.seller,
+                });
+            }
+            if entry.status.0 != OrderStatus::Cancelled || entry.returned {
+                return Err(OpError::NothingToReturn(order));
+            }
+            let mut parts = return_parts(state, ctx.actor, header);
+            parts.push(Part::Order {
+                id: order,
+                entry: Box::new(OrderEntry {
+                    header: None,
+                    status: MaxReg(OrderStatus::Cancelled),
+                    returned: true,
+                }),
+            });
+            let hlc = ctx.clock.now(ctx.wall_ms);
+            Ok(delta(ctx, hlc, Vec::new(), parts))
+        }
+    }
+}
+
+/// Stock parts that give a cancelled order's units back to its seller.
+fn return_parts(state: &State, seller: Actor, header: &OrderHeader) -> Vec<Part> {
+    header
+        .units_by_sku()
+        .into_iter()
+        .map(|(sku, units)| {
+            let sku = Sku(sku);
+            let mut counter = state.stock.get(&sku).cloned().unwrap_or_default();
+            counter.return_units(seller, units);
+            Part::Stock {
+                sku,
+                counter: Box::new(counter),
+            }
+        })
+        .collect()
+}
+
+fn plan_checkout(
+    state: &State,
+    ctx: &mut PlanCtx<'_>,
+    order: OrderId,
+    customer: String,
+    items: CheckoutItems,
+    shipping: Address,
+) -> Result<Delta, OpError> {
+    if state.orders.get(&order).is_some() {
+        return Err(OpError::OrderExists(order));
+    }
+    let mut covers = Vec::new();
+    let mut parts = Vec::new();
+    let mut cart_id = None;
+    let wanted: Vec<(ProductId, u32)> = match items {
+        CheckoutItems::Lines(lines) => lines,
+        CheckoutItems::Cart(cart) => {
+            let entry = state.carts.get(&cart);
+            if let Some(owner) = entry.and_then(|e| e.customer())
+                && owner != customer
+            {
+                return Err(OpError::CartOwned(cart));
+            }
+            cart_id = Some(cart);
+            let lines: Vec<(ProductId, u32)> =
+                entry.map(|e| e.lines().collect()).unwrap_or_default();
+            // The checkout empties the lines it bought (and only those).
+            for (product, _) in &lines {
+                covers.extend(entry.map(|e| e.item_dots(product)).unwrap_or_default());
+                parts.push(Part::CartLine {
+                    cart,
+                    product: *product,
+                    qty: 0,
+                });
+            }
+            lines
+        }
+    };
+    // One line per product, in product order.
+    let mut merged: BTreeMap<ProductId, u64> = BTreeMap::new();
+    for (p, q) in wanted {
+        *merged.entry(p).or_insert(0) += u64::from(q);
+    }
+    if merged.is_empty() || merged.values().all(|&q| q == 0) {
+        return Err(OpError::EmptyOrder);
+    }
+    let mut lines = Vec::with_capacity(merged.len());
+    let mut currency: Option<Currency> = None;
+    let mut total: u64 = 0;
+    for (product, qty) in merged {
+        let quantity = u32::try_from(qty)
+            .ok()
+            .filter(|q| *q <= MAX_LINE_QUANTITY)
+            .ok_or(OpError::TooLarge("order line quantity"))?;
+        let (record, _) = live_product(state, &product)?;
+        let price = record.price.value;
+        match currency {
+            Some(c) if c != price.currency => {
+                return Err(OpError::MixedCurrency(c, price.currency));
+            }
+            _ => currency = Some(price.currency),
+        }
+        total = price
+            .minor
+            .checked_mul(qty)
+            .and_then(|line| total.checked_add(line))
+            .ok_or(OpError::TooLarge("order total"))?;
+        lines.push(OrderLine {
+            product,
+            sku: record.sku.value.clone(),
+            quantity,
+            unit_minor: price.minor,
+        });
+    }
+    let header = OrderHeader {
+        customer,
+        seller: ctx.actor,
+        lines,
+        currency: currency.ok_or(OpError::EmptyOrder)?,
+        total_minor: total,
+        shipping,
+        created_ms: ctx.wall_ms,
+        cart: cart_id,
+    };
+    // Sell against this node's rights, SKU by SKU; refuse the whole order if
+    // any SKU falls short.
+    for (sku, units) in header.units_by_sku() {
+        let sku = Sku(sku);
+        let mut counter: BoundedCounter = state.stock.get(&sku).cloned().unwrap_or_default();
+        counter
+            .sell(ctx.actor, units)
+            .map_err(|e| OpError::InsufficientStock {
+                sku: sku.0.clone(),
+                needed: e.needed,
+                held: e.held,
+                stock: counter.stock(),
+            })?;
+        parts.push(Part::Stock {
+            sku,
+            counter: Box::new(counter),
+        });
+    }
+    parts.push(Part::Order {
+        id: order,
+        entry: Box::new(OrderEntry {
+            header: Some(header),
+            status: MaxReg(OrderStatus::Placed),
+            returned: false,
+        }),
+    });
+    let hlc = ctx.clock.now(ctx.wall_ms);
+    Ok(delta(ctx, hlc, covers, parts))
+}
+
+fn plan_move(
+    state: &State,
+    ctx: &mut PlanCtx<'_>,
+    order: OrderId,
+    to: OrderStatus,
+) -> Result<Delta, OpError> {
+    let entry = state
+        .orders
+        .get(&order)
+        .ok_or(OpError::OrderNotFound(order))?;
+    let header = entry.header.as_ref().ok_or(OpError::OrderNotFound(order))?;
+    let from = entry.status.0;
+    if from == to {
+        return Err(OpError::Unchanged);
+    }
+    from.check_move(to)?;
+    let seller = header.seller == ctx.actor;
+    if to == OrderStatus::Shipped && !seller {
+        return Err(OpError::NotSeller {
+            order,
+            seller: header.seller,
+        });
+    }
+    // A cancel at the seller returns the units in the same delta; a cancel
+    // elsewhere leaves that to the seller when it applies it.
+    let returning = to == OrderStatus::Cancelled && seller && !entry.returned;
+    let mut parts = if returning {
+        return_parts(state, ctx.actor, header)
+    } else {
+        Vec::new()
+    };
+    parts.push(Part::Order {
+        id: order,
+        entry: Box::new(OrderEntry {
+            header: None,
+            status: MaxReg(to),
+            returned: returning,
+        }),
+    });
+    let hlc = ctx.clock.now(ctx.wall_ms);
+    Ok(delta(ctx, hlc, Vec::new(), parts))
+}

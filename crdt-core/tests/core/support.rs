@@ -1,0 +1,266 @@
+//! Shared test support: a seeded RNG, actors, and a generator of random but
+//! valid domain operations.
+
+use crdt_core::catalog::{NewProduct, ProductPatch};
+use crdt_core::money::{Currency, Money};
+use crdt_core::order::Address;
+use crdt_core::status::OrderStatus;
+use crdt_core::{Actor, CartId, CheckoutItems, NodeId, Op, OrderId, ProductId, Replica, Sku};
+use uuid::Uuid;
+
+/// SplitMix64: a tiny deterministic generator, so a seed replays a run.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed ^ 0x5DEE_CE66_D1CE_4E5B)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// True with probability `p` percent.
+    pub fn chance(&mut self, p: u64) -> bool {
+        self.below(100) < p
+    }
+
+    pub fn pick<'a, T>(&mut self, v: &'a [T]) -> Option<&'a T> {
+        if v.is_empty() {
+            None
+        } else {
+            Some(&v[self.below(v.len() as u64) as usize])
+        }
+    }
+}
+
+pub fn actor(name: &str) -> Actor {
+    Actor::first(NodeId::new(name).expect("valid node id"))
+}
+
+pub fn usd() -> Currency {
+    Currency::new("USD").expect("USD is known")
+}
+
+pub fn address() -> Address {
+    Address {
+        name: "Ada Lovelace".into(),
+        line1: "12 St James's Square".into(),
+        line2: None,
+        city: "London".into(),
+        region: None,
+        postal_code: "SW1Y 4JH".into(),
+        country: "GB".into(),
+    }
+}
+
+/// A small fixed universe of ids, so random ops collide often.
+pub struct Universe {
+    pub products: Vec<ProductId>,
+    pub carts: Vec<CartId>,
+    pub skus: Vec<String>,
+    pub customers: Vec<String>,
+}
+
+impl Universe {
+    pub fn new(products: usize, carts: usize) -> Self {
+        Self {
+            products: (0..products)
+                .map(|i| ProductId(Uuid::from_u128(0x1000 + i as u128)))
+                .collect(),
+            carts: (0..carts)
+                .map(|i| CartId(Uuid::from_u128(0x2000 + i as u128)))
+                .collect(),
+            skus: (0..products).map(|i| format!("SKU-{i}")).collect(),
+            customers: vec!["alice".into(), "bob".into(), "carol".into()],
+        }
+    }
+
+    pub fn new_product(&self, i: usize, rng: &mut Rng) -> NewProduct {
+        NewProduct {
+            sku: self.skus[i].clone(),
+            name: format!("Product {i} v{}", rng.below(1000)),
+            description: "A thing".into(),
+            price: Money {
+                minor: 100 + rng.below(10_000),
+                currency: usd(),
+            },
+            category: ["tools", "books", "garden"][rng.below(3) as usize].to_string(),
+            tags: vec![],
+            attributes: Default::default(),
+            embedding: None,
+        }
+    }
+}
+
+/// A random operation that has a fair chance of being valid on `r`.
+pub fn random_op(
+    r: &Replica,
+    u: &Universe,
+    others: &[Actor],
+    rng: &mut Rng,
+    order_seq: &mut u128,
+) -> Op {
+    let pi = rng.below(u.products.len() as u64) as usize;
+    let product = u.products[pi];
+    let cart = *rng.pick(&u.carts).expect("carts");
+    let customer = if rng.chance(50) {
+        Some(rng.pick(&u.customers).expect("customers").clone())
+    } else {
+        None
+    };
+    match rng.below(100) {
+        0..=11 => Op::CreateProduct {
+            id: product,
+            product: u.new_product(pi, rng),
+            initial_stock: rng.below(4),
+        },
+        12..=19 => Op::UpdateProduct {
+            id: product,
+            patch: ProductPatch {
+                name: rng
+                    .chance(50)
+                    .then(|| format!("Renamed {}", rng.below(100))),
+                price: rng.chance(50).then(|| {
+                    (
+                        Money {
+                            minor: rng.below(5000),
+                            currency: usd(),
+                        },
+                        Some("sale".into()),
+                    )
+                }),
+                tags: rng.chance(30).then(|| vec![format!("t{}", rng.below(5))]),
+                ..Default::default()
+            },
+        },
+        20..=23 => Op::DeleteProduct { id: product },
+        24..=33 => Op::Restock {
+            sku: Sku(u.skus[pi].clone()),
+            quantity: 1 + rng.below(5),
+        },
+        34..=38 => Op::TransferRights {
+            sku: Sku(u.skus[pi].clone()),
+            to: *rng.pick(others).unwrap_or(&r.actor()),
+            quantity: 1 + rng.below(3),
+        },
+        39..=55 => Op::AddToCart {
+            cart,
+            product,
+            quantity: 1 + rng.below(3) as u32,
+            customer,
+        },
+        56..=61 => Op::SetCartItem {
+            cart,
+            product,
+            quantity: rng.below(4) as u32,
+            customer,
+        },
+        62..=66 => Op::RemoveCartItem {
+            cart,
+            product,
+            customer,
+        },
+        67..=79 => {
+            *order_seq += 1;
+            let order = OrderId(Uuid::from_u128(*order_seq));
+            let items = if rng.chance(50) {
+                CheckoutItems::Cart(cart)
+            } else {
+                CheckoutItems::Lines(vec![(product, 1 + rng.below(3) as u32)])
+            };
+            let owner = r
+                .state()
+                .carts
+                .get(&cart)
+                .and_then(|c| c.customer().map(str::to_string));
+            Op::Checkout {
+                order,
+                customer: owner.unwrap_or_else(|| "alice".into()),
+                items,
+                shipping: address(),
+            }
+        }
+        80..=94 => {
+            let orders: Vec<OrderId> = r.state().orders.iter().map(|(k, _)| *k).collect();
+            let order = rng
+                .pick(&orders)
+                .copied()
+                .unwrap_or(OrderId(Uuid::from_u128(1)));
+            let to = [
+                OrderStatus::Paid,
+                OrderStatus::Cancelled,
+                OrderStatus::Shipped,
+                OrderStatus::Delivered,
+            ][rng.below(4) as usize];
+            Op::MoveOrder { order, to }
+        }
+        _ => {
+            let due = r.returns_due();
+            match rng.pick(&due) {
+                Some(order) => Op::ReturnUnits { order: *order },
+                None => Op::Restock {
+                    sku: Sku(u.skus[pi].clone()),
+                    quantity: 1,
+                },
+            }
+        }
+    }
+}
+
+/// The escrow invariants at one replica: no actor's rights below zero, stock
+/// not below zero, and Σ units in live orders ≤ Σ restocked, per SKU.
+pub fn check_stock_invariants(r: &Replica) -> Result<(), String> {
+    let mut live_units: std::collections::BTreeMap<String, u64> = Default::default();
+    for (_, o) in r.state().orders.iter() {
+        if let Some(h) = &o.header
+            && o.status.0.is_live()
+        {
+            for (sku, units) in h.units_by_sku() {
+                *live_units.entry(sku).or_insert(0) += units;
+            }
+        }
+    }
+    for (sku, c) in r.state().stock.iter() {
+        if c.stock_exact() < 0 {
+            return Err(format!(
+                "{}: stock of {sku} is {}",
+                r.actor(),
+                c.stock_exact()
+            ));
+        }
+        for (a, _) in c.rights_by_actor() {
+            if c.rights_exact(&a) < 0 {
+                return Err(format!(
+                    "{}: rights of {a} on {sku} are {}",
+                    r.actor(),
+                    c.rights_exact(&a)
+                ));
+            }
+        }
+        let live = live_units.remove(&sku.0).unwrap_or(0);
+        if u128::from(live) > u128::from(c.total_restocked()) {
+            return Err(format!(
+                "{}: {live} units of {sku} in live orders but only {} restocked",
+                r.actor(),
+                c.total_restocked()
+            ));
+        }
+    }
+    if let Some((sku, units)) = live_units.into_iter().find(|(_, u)| *u > 0) {
+        return Err(format!(
+            "{}: {units} units of {sku} in live orders, no stock counter",
+            r.actor()
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! Cart endpoints. A customer token reaches only its own carts: the first
+//! write by a customer binds the cart to them, and anyone else gets 403.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use crdt_core::{CartId, Op, OpError, ProductId};
+
+use super::AppState;
+use super::dto::{AddItem, CartPage, CartView, ListCarts, SetItem, page_limit};
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, ApiQuery, Caller, path_param};
+use crate::engine::WriteError;
+
+async fn cart_view(
+    state: &AppState,
+    id: CartId,
+    customer: Option<&str>,
+) -> Result<CartView, ApiError> {
+    let view = state
+        .engine
+        .read(|r| {
+            let e = r.state().carts.get(&id);
+            let owner = e.and_then(|e| e.customer().map(str::to_string));
+            (CartView::new(id.0, e), owner)
+        })
+        .await;
+    match (customer, view.1) {
+        (Some(c), Some(owner)) if owner != c => Err(ApiError::forbidden(format!(
+            "cart {id} belongs to another customer"
+        ))),
+        _ => Ok(view.0),
+    }
+}
+
+/// The cart (empty if nothing was ever added).
+#[utoipa::path(get, path = "/api/v1/carts/{cartId}", tag = "carts",
+    params(("cartId" = Uuid, Path, description = "Cart id")), security(("bearer" = [])),
+    responses((status = 200, description = "The cart", body = CartView),
+        (status = 403, description = "Another customer's cart", body = ErrorBody)))]
+pub async fn get_cart(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<CartView>, ApiError> {
+    let customer = caller.customer()?;
+    let id = CartId(path_param("cartId", &id)?);
+    Ok(Json(cart_view(&state, id, customer.as_deref()).await?))
+}
+
+/// Adds units of a product to a cart (a cart holds no stock).
+#[utoipa::path(post, path = "/api/v1/carts/{cartId}/items", tag = "carts", request_body = AddItem,
+    params(("cartId" = Uuid, Path, description = "Cart id")), security(("bearer" = [])),
+    responses((status = 200, description = "The cart after the change", body = CartView),
+        (status = 403, description = "Another customer's cart", body = ErrorBody),
+        (status = 404, description = "No such product", body = ErrorBody)))]
+pub async fn add_item(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<AddItem>,
+) -> Result<Json<CartView>, ApiError> {
+    let customer = caller.customer()?;
+    let cart = CartId(path_param("cartId", &id)?);
+    if body.quantity == 0 || body.quantity > crdt_core::ops::MAX_LINE_QUANTITY {
+        return Err(ApiError::field("quantity", "must be between 1 and 1000000"));
+    }
+    state
+        .engine
+        .write(Op::AddToCart {
+            cart,
+            product: ProductId(body.product_id),
+            quantity: body.quantity,
+            customer: customer.clone(),
+        })
+        .await?;
+    Ok(Json(cart_view(&state, cart, customer.as_deref()).await?))
+}
+
+/// Sets a line's quantity; 0 removes the line.
+#[utoipa::path(put, path = "/api/v1/carts/{cartId}/items/{productId}", tag = "carts", request_body = SetItem,
+    params(("cartId" = Uuid, Path, description = "Cart id"), ("productId" = Uuid, Path, description = "Product id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The cart after the change", body = CartView),
+        (status = 403, description = "Another customer's cart", body = ErrorBody),
+        (status = 404, description = "No such product or line", body = ErrorBody)))]
+pub async fn set_item(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, product)): Path<(String, String)>,
+    ApiJson(body): ApiJson<SetItem>,
+) -> Result<Json<CartView>, ApiError> {
+    let customer = caller.customer()?;
+    let cart = CartId(path_param("cartId", &id)?);
+    let product = ProductId(path_param("productId", &product)?);
+    if body.quantity > crdt_core::ops::MAX_LINE_QUANTITY {
+        return Err(ApiError::field("quantity", "must be between 0 and 1000000"));
+    }
+    match state
+        .engine
+        .write(Op::SetCartItem {
+            cart,
+            product,
+            quantity: body.quantity,
+            customer: customer.clone(),
+        })
+        .await
+    {
+        Ok(_) | Err(WriteError::Op(OpError::Unchanged)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Json(cart_view(&state, cart, customer.as_deref()).await?))
+}
+
+/// Removes a line from a cart.
+#[utoipa::path(delete, path = "/api/v1/carts/{cartId}/items/{productId}", tag = "carts",
+    params(("cartId" = Uuid, Path, description = "Cart id"), ("productId" = Uuid, Path, description = "Product id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The cart after the change", body = CartView),
+        (status = 403, description = "Another customer's cart", body = ErrorBody),
+        (status = 404, description = "The product is not in the cart", body = ErrorBody)))]
+pub async fn remove_item(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, product)): Path<(String, String)>,
+) -> Result<Json<CartView>, ApiError> {
+    let customer = caller.customer()?;
+    let cart = CartId(path_param("cartId", &id)?);
+    let product = ProductId(path_param("productId", &product)?);
+    state
+        .engine
+        .write(Op::RemoveCartItem {
+            cart,
+            product,
+            customer: customer.clone(),
+        })
+        .await?;
+    Ok(Json(cart_view(&state, cart, customer.as_deref()).await?))
+}
+
+/// A page of carts (admin).
+#[utoipa::path(get, path = "/api/v1/carts", tag = "carts", params(ListCarts), security(("bearer" = [])),
+    responses((status = 200, description = "A page of carts", body = CartPage)))]
+pub async fn list_carts(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListCarts>,
+) -> Result<Json<CartPage>, ApiError> {
+    caller.admin()?;
+    let limit = page_limit(q.limit)?;
+    let cursor = q.cursor.map(CartId);
+    let page = state
+        .engine
+        .read(|r| {
+            let mut it = r.state().carts.iter_after(cursor.as_ref());
+            let items: Vec<CartView> = it
+                .by_ref()
+                .take(limit)
+                .map(|(id, e)| CartView::new(id.0, Some(e)))
+                .collect();
+            let more = it.next().is_some();
+            let next_cursor = if more {
+                items.last().map(|c| c.id)
+            } else {
+                None
+            };
+            CartPage { items, next_cursor }
+        })
+        .await;
+    Ok(Json(page))
+}

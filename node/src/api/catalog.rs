@@ -1,0 +1,234 @@
+//! Catalog and search endpoints.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use crdt_core::{Op, OpError, ProductId, Replica};
+use uuid::Uuid;
+
+use super::AppState;
+use super::dto::{
+    CreateProduct, ListProducts, PatchProduct, PriceHistory, ProductPage, ProductView,
+    SearchHitView, SearchQuery, SearchResults, SetPrice, page_limit,
+};
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, ApiQuery, Caller, path_param};
+
+fn product_view(r: &Replica, id: &ProductId) -> Option<ProductView> {
+    let rec = r.product(id)?;
+    let stock = r
+        .state()
+        .stock
+        .get(&crdt_core::Sku(rec.sku.value.clone()))
+        .map(|c| c.stock())
+        .unwrap_or(0);
+    Some(ProductView::new(id.0, &rec, stock))
+}
+
+async fn view_or_404(state: &AppState, id: ProductId) -> Result<ProductView, ApiError> {
+    state
+        .engine
+        .read(|r| product_view(r, &id))
+        .await
+        .ok_or_else(|| ApiError::not_found("product_not_found", format!("product {id} not found")))
+}
+
+/// Creates a product.
+#[utoipa::path(post, path = "/api/v1/products", tag = "catalog", request_body = CreateProduct,
+    security(("bearer" = [])),
+    responses((status = 201, description = "Created", body = ProductView),
+        (status = 409, description = "A product with this SKU exists", body = ErrorBody)))]
+pub async fn create_product(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateProduct>,
+) -> Result<(StatusCode, Json<ProductView>), ApiError> {
+    caller.admin()?;
+    let (product, initial_stock) = body.validate(state.search.dim())?;
+    let id = ProductId(Uuid::now_v7());
+    state
+        .engine
+        .write(Op::CreateProduct {
+            id,
+            product,
+            initial_stock,
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(view_or_404(&state, id).await?)))
+}
+
+/// One product with its stock.
+#[utoipa::path(get, path = "/api/v1/products/{id}", tag = "catalog",
+    params(("id" = Uuid, Path, description = "Product id")),
+    responses((status = 200, description = "The product", body = ProductView),
+        (status = 404, description = "No such product", body = ErrorBody)))]
+pub async fn get_product(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ProductView>, ApiError> {
+    let id = ProductId(path_param("id", &id)?);
+    Ok(Json(view_or_404(&state, id).await?))
+}
+
+/// A product's price history (each change that won, oldest first).
+#[utoipa::path(get, path = "/api/v1/products/{id}/history", tag = "catalog",
+    params(("id" = Uuid, Path, description = "Product id")),
+    responses((status = 200, description = "Price history", body = PriceHistory),
+        (status = 404, description = "No such product", body = ErrorBody)))]
+pub async fn price_history(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<PriceHistory>, ApiError> {
+    let id = ProductId(path_param("id", &id)?);
+    state
+        .engine
+        .read(|r| r.product(&id).map(|rec| PriceHistory::new(&rec)))
+        .await
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("product_not_found", format!("product {id} not found")))
+}
+
+/// A page of products, optionally of one category.
+#[utoipa::path(get, path = "/api/v1/products", tag = "catalog", params(ListProducts),
+    responses((status = 200, description = "A page of products", body = ProductPage)))]
+pub async fn list_products(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<ListProducts>,
+) -> Result<Json<ProductPage>, ApiError> {
+    let limit = page_limit(q.limit)?;
+    let cursor = q.cursor.map(ProductId);
+    let page = state
+        .engine
+        .read(|r| {
+            let mut items = Vec::with_capacity(limit);
+            let mut more = false;
+            for (id, _) in r.state().products.iter_after(cursor.as_ref()) {
+                let Some(v) = product_view(r, id) else {
+                    continue;
+                };
+                if q.category.as_deref().is_some_and(|c| c != v.category) {
+                    continue;
+                }
+                if items.len() == limit {
+                    more = true;
+                    break;
+                }
+                items.push(v);
+            }
+            let next_cursor = if more {
+                items.last().map(|v| v.id)
+            } else {
+                None
+            };
+            ProductPage { items, next_cursor }
+        })
+        .await;
+    Ok(Json(page))
+}
+
+/// Changes some fields of a product (last writer wins, field by field).
+#[utoipa::path(patch, path = "/api/v1/products/{id}", tag = "catalog", request_body = PatchProduct,
+    params(("id" = Uuid, Path, description = "Product id")), security(("bearer" = [])),
+    responses((status = 200, description = "The product after the change", body = ProductView),
+        (status = 404, description = "No such product", body = ErrorBody)))]
+pub async fn patch_product(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<PatchProduct>,
+) -> Result<Json<ProductView>, ApiError> {
+    caller.admin()?;
+    let id = ProductId(path_param("id", &id)?);
+    let current = state
+        .engine
+        .read(|r| r.product(&id).map(|p| p.price.value.currency))
+        .await
+        .ok_or_else(|| {
+            ApiError::not_found("product_not_found", format!("product {id} not found"))
+        })?;
+    let patch = body.validate(current, state.search.dim())?;
+    match state.engine.write(Op::UpdateProduct { id, patch }).await {
+        Ok(_) | Err(crate::engine::WriteError::Op(OpError::Unchanged)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Json(view_or_404(&state, id).await?))
+}
+
+/// Sets a product's price, with a reason for the price history.
+#[utoipa::path(put, path = "/api/v1/products/{id}/price", tag = "catalog", request_body = SetPrice,
+    params(("id" = Uuid, Path, description = "Product id")), security(("bearer" = [])),
+    responses((status = 200, description = "The product after the change", body = ProductView),
+        (status = 404, description = "No such product", body = ErrorBody)))]
+pub async fn set_price(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<SetPrice>,
+) -> Result<Json<ProductView>, ApiError> {
+    caller.admin()?;
+    let id = ProductId(path_param("id", &id)?);
+    let (price, reason) = body.validate()?;
+    let patch = crdt_core::catalog::ProductPatch {
+        price: Some((price, reason)),
+        ..Default::default()
+    };
+    state.engine.write(Op::UpdateProduct { id, patch }).await?;
+    Ok(Json(view_or_404(&state, id).await?))
+}
+
+/// Removes a product (observed-remove: a concurrent edit elsewhere keeps it).
+#[utoipa::path(delete, path = "/api/v1/products/{id}", tag = "catalog",
+    params(("id" = Uuid, Path, description = "Product id")), security(("bearer" = [])),
+    responses((status = 204, description = "Removed"), (status = 404, description = "No such product", body = ErrorBody)))]
+pub async fn delete_product(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.admin()?;
+    let id = ProductId(path_param("id", &id)?);
+    state.engine.write(Op::DeleteProduct { id }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Semantic search over this node's replica of the catalog, fused with a
+/// lexical ranking so exact names and SKUs come first.
+#[utoipa::path(get, path = "/api/v1/search/products", tag = "search", params(SearchQuery),
+    responses((status = 200, description = "Hits, best first", body = SearchResults),
+        (status = 503, description = "The index is still loading", body = ErrorBody)))]
+pub async fn search(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<SearchQuery>,
+) -> Result<Json<SearchResults>, ApiError> {
+    let text = q.q.trim();
+    if text.is_empty() || text.chars().count() > 500 {
+        return Err(ApiError::field("q", "must be 1–500 characters"));
+    }
+    let k = match q.k {
+        None => 10,
+        Some(k) if (1..=100).contains(&k) => k as usize,
+        Some(_) => return Err(ApiError::field("k", "must be between 1 and 100")),
+    };
+    if !state.search.is_ready() {
+        return Err(ApiError::unavailable(
+            "index_loading",
+            "the search index is still loading",
+        ));
+    }
+    let hits = state.search.search(text, k, q.category.as_deref());
+    let views = state
+        .engine
+        .read(|r| {
+            hits.iter()
+                .filter_map(|h| {
+                    product_view(r, &h.id).map(|product| SearchHitView {
+                        id: h.id.0,
+                        score: h.score,
+                        product,
+                    })
+                })
+                .collect()
+        })
+        .await;
+    Ok(Json(SearchResults { hits: views }))
+}

@@ -1,0 +1,221 @@
+//! The HTTP API (axum 0.8), the same on every node: DESIGN §5.
+//!
+//! Handlers turn requests into valid operations (400/401/403 here), hand
+//! them to the [`Engine`], and shape the answer; the OpenAPI document is
+//! generated from the handlers' annotations, so it cannot drift from them.
+
+pub mod carts;
+pub mod catalog;
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod inventory;
+pub mod middleware;
+pub mod orders;
+pub mod system;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use metrics_exporter_prometheus::PrometheusHandle;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{RefOr, Response, ResponseBuilder, content::ContentBuilder};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::TokenKey;
+use crate::config::ClusterConfig;
+use crate::engine::Engine;
+use crate::replication::Cluster;
+use crate::search::SearchIndex;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState(Arc<AppInner>);
+
+/// The parts of [`AppState`].
+pub struct AppInner {
+    /// The replica and store.
+    pub engine: Arc<Engine>,
+    /// The search index.
+    pub search: Arc<SearchIndex>,
+    /// Token checker.
+    pub tokens: TokenKey,
+    /// The cluster configuration.
+    pub config: Arc<ClusterConfig>,
+    /// The peers: liveness, rights transfers, forwarding.
+    pub cluster: Arc<Cluster>,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// Per-IP rate limit.
+    pub limiter: middleware::RateLimiter,
+    /// The OpenAPI document, rendered once.
+    pub openapi: String,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Concord", description = "A geo-replicated commerce store: the same API on every node."),
+    modifiers(&CommonResponses),
+    tags(
+        (name = "catalog", description = "Products"),
+        (name = "search", description = "Semantic search over the local replica"),
+        (name = "inventory", description = "Stock and stock rights"),
+        (name = "carts", description = "Shopping carts"),
+        (name = "orders", description = "Checkout and order status"),
+        (name = "cluster", description = "Replication status"),
+        (name = "system", description = "Health, readiness, metrics"),
+    )
+)]
+struct ApiDoc;
+
+/// Adds the bearer scheme, and the error answers any endpoint can give, to
+/// every operation.
+struct CommonResponses;
+
+fn error_response(description: &str) -> RefOr<Response> {
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                        "ErrorBody",
+                    ))))
+                    .build(),
+            )
+            .build(),
+    )
+}
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        for item in openapi.paths.paths.values_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for op in ops.into_iter().flatten() {
+                let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+                let r = &mut op.responses.responses;
+                let mut add = |code: &str, d: &str| {
+                    r.entry(code.to_string())
+                        .or_insert_with(|| error_response(d));
+                };
+                add("400", "Malformed request: the message names the field");
+                add("429", "Too many requests from this address");
+                if secured {
+                    add("401", "Missing, invalid or expired token");
+                    add("403", "The token's role or customer may not do this");
+                }
+                if op.request_body.is_some() {
+                    add("413", "Body larger than the limit");
+                    add("415", "Body is not JSON");
+                }
+            }
+        }
+    }
+}
+
+/// The router and the OpenAPI document.
+pub fn router(parts: RouterParts) -> Router {
+    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(catalog::create_product, catalog::list_products))
+        .routes(routes!(
+            catalog::get_product,
+            catalog::patch_product,
+            catalog::delete_product
+        ))
+        .routes(routes!(catalog::set_price))
+        .routes(routes!(catalog::price_history))
+        .routes(routes!(catalog::search))
+        .routes(routes!(inventory::restock))
+        .routes(routes!(inventory::get_inventory))
+        .routes(routes!(carts::list_carts))
+        .routes(routes!(carts::get_cart))
+        .routes(routes!(carts::add_item))
+        .routes(routes!(carts::set_item, carts::remove_item))
+        .routes(routes!(orders::checkout, orders::list_orders))
+        .routes(routes!(orders::get_order))
+        .routes(routes!(orders::pay))
+        .routes(routes!(orders::ship))
+        .routes(routes!(orders::deliver))
+        .routes(routes!(orders::cancel))
+        .routes(routes!(system::cluster_status))
+        .routes(routes!(system::health))
+        .routes(routes!(system::ready))
+        .routes(routes!(system::metrics))
+        .split_for_parts();
+    let openapi = api.to_pretty_json().unwrap_or_else(|_| "{}".into());
+    let max_body = parts.config.http.max_body_bytes;
+    let state = AppState(Arc::new(AppInner {
+        engine: parts.engine,
+        search: parts.search,
+        tokens: parts.tokens,
+        limiter: middleware::RateLimiter::new(
+            parts.config.http.rate_limit_per_sec,
+            parts.config.http.rate_limit_burst,
+        ),
+        config: parts.config,
+        cluster: parts.cluster,
+        metrics: parts.metrics,
+        openapi,
+    }));
+    let extra = parts.extra;
+    router
+        .route("/openapi.json", axum::routing::get(system::openapi))
+        .merge(extra)
+        .fallback(|| async { error::ApiError::not_found("not_found", "no such endpoint") })
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::body_limit,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::rate_limit,
+        ))
+        .layer(axum::middleware::from_fn(middleware::track))
+        .with_state(state)
+}
+
+/// What [`router`] is built from.
+pub struct RouterParts {
+    /// The engine.
+    pub engine: Arc<Engine>,
+    /// The search index.
+    pub search: Arc<SearchIndex>,
+    /// Token checker.
+    pub tokens: TokenKey,
+    /// Configuration.
+    pub config: Arc<ClusterConfig>,
+    /// The peers.
+    pub cluster: Arc<Cluster>,
+    /// Metrics renderer.
+    pub metrics: PrometheusHandle,
+    /// More routes (the web console), merged in.
+    pub extra: Router<AppState>,
+}

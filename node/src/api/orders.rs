@@ -1,0 +1,280 @@
+//! Order endpoints: checkout (with stock-rights transfers when this node is
+//! short), reads, and status moves (ship forwarded to the selling node).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use crdt_core::status::OrderStatus;
+use crdt_core::{CartId, CheckoutItems, Op, OpError, OrderId, ProductId};
+use uuid::Uuid;
+
+use super::AppState;
+use super::dto::{Checkout, ListOrders, OrderPage, OrderView, page_limit};
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, ApiQuery, Caller, path_param};
+use crate::auth::Role;
+use crate::engine::WriteError;
+
+async fn order_view(state: &AppState, id: OrderId, caller: &Caller) -> Result<OrderView, ApiError> {
+    let customer = caller.customer()?;
+    let view = state
+        .engine
+        .read(|r| {
+            r.state()
+                .orders
+                .get(&id)
+                .and_then(|e| OrderView::new(id.0, e))
+        })
+        .await
+        .ok_or_else(|| ApiError::not_found("order_not_found", format!("order {id} not found")))?;
+    match customer {
+        Some(c) if c != view.customer_id => Err(ApiError::forbidden(format!(
+            "order {id} belongs to another customer"
+        ))),
+        _ => Ok(view),
+    }
+}
+
+/// Places an order from a cart or from line items, selling against this
+/// node's stock rights — asking peers for rights when short, and answering
+/// 409 `insufficient_stock` rather than overselling or waiting on a partition.
+#[utoipa::path(post, path = "/api/v1/orders", tag = "orders", request_body = Checkout, security(("bearer" = [])),
+    responses((status = 201, description = "Placed", body = OrderView),
+        (status = 403, description = "Another customer's cart or id", body = ErrorBody),
+        (status = 404, description = "A product does not exist", body = ErrorBody),
+        (status = 409, description = "Insufficient stock, empty order or mixed currencies", body = ErrorBody)))]
+pub async fn checkout(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<Checkout>,
+) -> Result<(StatusCode, Json<OrderView>), ApiError> {
+    let claims = caller.any()?;
+    let customer = body.customer_id.trim().to_string();
+    if customer.is_empty() || customer.chars().count() > 100 {
+        return Err(ApiError::field("customerId", "must be 1–100 characters"));
+    }
+    if claims.role == Role::Customer && claims.sub != customer {
+        return Err(ApiError::forbidden(
+            "a customer token can only place its own orders",
+        ));
+    }
+    let items = match (body.cart_id, body.line_items) {
+        (Some(c), None) => CheckoutItems::Cart(CartId(c)),
+        (None, Some(lines)) => {
+            if lines.is_empty() || lines.len() > 100 {
+                return Err(ApiError::field("lineItems", "must hold 1–100 lines"));
+            }
+            let mut out = Vec::with_capacity(lines.len());
+            for (i, l) in lines.iter().enumerate() {
+                if l.quantity == 0 || l.quantity > crdt_core::ops::MAX_LINE_QUANTITY {
+                    return Err(ApiError::field(
+                        &format!("lineItems[{i}].quantity"),
+                        "must be between 1 and 1000000",
+                    ));
+                }
+                out.push((ProductId(l.product_id), l.quantity));
+            }
+            CheckoutItems::Lines(out)
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "give exactly one of cartId and lineItems",
+            ));
+        }
+    };
+    let shipping = body.shipping_address.validate()?;
+    let order = OrderId(Uuid::now_v7());
+    let op = Op::Checkout {
+        order,
+        customer,
+        items,
+        shipping,
+    };
+    // Each round either succeeds, fails for good, or obtains rights for one
+    // short SKU; an order has at most 100 lines.
+    for _ in 0..=100 {
+        match state.engine.write(op.clone()).await {
+            Ok(_) => {
+                return Ok((
+                    StatusCode::CREATED,
+                    Json(order_view(&state, order, &caller).await?),
+                ));
+            }
+            Err(WriteError::Op(OpError::InsufficientStock {
+                sku,
+                needed,
+                held,
+                stock,
+            })) if stock >= needed => {
+                let sku = crdt_core::Sku(sku);
+                if !state.cluster.acquire_rights(&sku, needed - held).await {
+                    return Err(OpError::InsufficientStock {
+                        sku: sku.0,
+                        needed,
+                        held,
+                        stock,
+                    }
+                    .into());
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "insufficient_stock",
+        "could not gather the stock rights for this order",
+    ))
+}
+
+/// One order.
+#[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders",
+    params(("id" = Uuid, Path, description = "Order id")), security(("bearer" = [])),
+    responses((status = 200, description = "The order", body = OrderView),
+        (status = 403, description = "Another customer's order", body = ErrorBody),
+        (status = 404, description = "No such order", body = ErrorBody)))]
+pub async fn get_order(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<OrderView>, ApiError> {
+    let id = OrderId(path_param("id", &id)?);
+    Ok(Json(order_view(&state, id, &caller).await?))
+}
+
+/// A page of orders, newest last; customers see only their own.
+#[utoipa::path(get, path = "/api/v1/orders", tag = "orders", params(ListOrders), security(("bearer" = [])),
+    responses((status = 200, description = "A page of orders", body = OrderPage)))]
+pub async fn list_orders(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListOrders>,
+) -> Result<Json<OrderPage>, ApiError> {
+    let own = caller.customer()?;
+    let limit = page_limit(q.limit)?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(parse_status(s).ok_or_else(|| {
+            ApiError::field(
+                "status",
+                "must be placed, paid, cancelled, shipped or delivered",
+            )
+        })?),
+    };
+    let who = match (own, q.customer_id) {
+        (Some(c), Some(asked)) if c != asked => {
+            return Err(ApiError::forbidden(
+                "a customer token lists only its own orders",
+            ));
+        }
+        (Some(c), _) => Some(c),
+        (None, asked) => asked,
+    };
+    let cursor = q.cursor.map(OrderId);
+    let page = state
+        .engine
+        .read(|r| {
+            let mut items = Vec::with_capacity(limit);
+            let mut more = false;
+            for (id, e) in r.state().orders.iter_after(cursor.as_ref()) {
+                let Some(v) = OrderView::new(id.0, e) else {
+                    continue;
+                };
+                if who.as_deref().is_some_and(|c| c != v.customer_id)
+                    || status.is_some_and(|s| s != e.status.0)
+                {
+                    continue;
+                }
+                if items.len() == limit {
+                    more = true;
+                    break;
+                }
+                items.push(v);
+            }
+            let next_cursor = if more {
+                items.last().map(|v| v.id)
+            } else {
+                None
+            };
+            OrderPage { items, next_cursor }
+        })
+        .await;
+    Ok(Json(page))
+}
+
+fn parse_status(s: &str) -> Option<OrderStatus> {
+    use OrderStatus::*;
+    [Placed, Paid, Cancelled, Shipped, Delivered]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+}
+
+async fn move_order(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    to: OrderStatus,
+) -> Result<Json<OrderView>, ApiError> {
+    let claims = caller.any()?;
+    let id = OrderId(path_param("id", id)?);
+    // Customers may pay and cancel their own orders; shipping and delivery
+    // are the merchant's.
+    let current = order_view(state, id, caller).await?;
+    if claims.role == Role::Customer && matches!(to, OrderStatus::Shipped | OrderStatus::Delivered)
+    {
+        return Err(ApiError::forbidden(
+            "only an admin ships or delivers orders",
+        ));
+    }
+    match state.engine.write(Op::MoveOrder { order: id, to }).await {
+        Ok(_) | Err(WriteError::Op(OpError::Unchanged)) => {}
+        Err(WriteError::Op(OpError::NotSeller { seller, .. })) => {
+            state.cluster.forward_move(seller, id, to).await?;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let _ = current;
+    Ok(Json(order_view(state, id, caller).await?))
+}
+
+macro_rules! move_endpoint {
+    ($name:ident, $path:literal, $status:expr, $doc:literal) => {
+        #[doc = $doc]
+        #[utoipa::path(post, path = $path, tag = "orders",
+            params(("id" = Uuid, Path, description = "Order id")), security(("bearer" = [])),
+            responses((status = 200, description = "The order after the move", body = OrderView),
+                (status = 403, description = "Not allowed for this caller", body = ErrorBody),
+                (status = 404, description = "No such order", body = ErrorBody),
+                (status = 409, description = "The order's status does not allow this move", body = ErrorBody),
+                (status = 503, description = "The selling node is unreachable", body = ErrorBody)))]
+        pub async fn $name(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<OrderView>, ApiError> {
+            move_order(&state, &caller, &id, $status).await
+        }
+    };
+}
+
+move_endpoint!(
+    pay,
+    "/api/v1/orders/{id}/pay",
+    OrderStatus::Paid,
+    "Marks an order paid."
+);
+move_endpoint!(
+    ship,
+    "/api/v1/orders/{id}/ship",
+    OrderStatus::Shipped,
+    "Ships an order (on the selling node; forwarded there from others)."
+);
+move_endpoint!(
+    deliver,
+    "/api/v1/orders/{id}/deliver",
+    OrderStatus::Delivered,
+    "Marks a shipped order delivered."
+);
+move_endpoint!(
+    cancel,
+    "/api/v1/orders/{id}/cancel",
+    OrderStatus::Cancelled,
+    "Cancels an order; the selling node returns its units."
+);

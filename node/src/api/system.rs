@@ -1,0 +1,133 @@
+//! Operational endpoints: liveness, readiness, metrics, cluster status and
+//! the OpenAPI document.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use crate::replication::PeerStatus;
+
+/// `/health` and `/ready` bodies.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or what is not ready yet.
+    pub status: String,
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, description = "Alive", body = Health)))]
+pub async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+/// Readiness: the store is open and the search index is loaded.
+#[utoipa::path(get, path = "/ready", tag = "system",
+    responses((status = 200, description = "Ready", body = Health), (status = 503, description = "Not ready yet", body = ErrorBody)))]
+pub async fn ready(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    if state.search.is_ready() {
+        Ok(Json(Health {
+            status: "ok".into(),
+        }))
+    } else {
+        Err(ApiError::unavailable(
+            "index_loading",
+            "the search index is still loading",
+        ))
+    }
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "system",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    state.metrics.run_upkeep();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+/// This node's view of the cluster.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    /// This node's id.
+    pub id: String,
+    /// This node's actor (id, plus `.incarnation` after its store was lost).
+    pub actor: String,
+    /// Every other node of `cluster.toml`.
+    pub peers: Vec<PeerStatus>,
+    /// Deltas applied, per actor.
+    pub version_vector: BTreeMap<String, u64>,
+    /// Digest of the whole state: two nodes are converged exactly when equal.
+    pub digest: String,
+    /// Root hash of each keyspace's digest tree.
+    pub keyspaces: BTreeMap<String, String>,
+    /// Keys held, per keyspace.
+    pub keys: BTreeMap<String, usize>,
+    /// Deltas held in the delta log.
+    pub delta_log: usize,
+    /// Bytes held in the delta log.
+    pub delta_log_bytes: usize,
+    /// Deltas waiting for an earlier one of their actor.
+    pub pending: usize,
+}
+
+/// Hex of bytes.
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// This node: id, peers and their liveness, version vector, digest, delta log.
+#[utoipa::path(get, path = "/api/v1/cluster/status", tag = "cluster",
+    responses((status = 200, description = "Status", body = ClusterStatus)))]
+pub async fn cluster_status(State(state): State<AppState>) -> Json<ClusterStatus> {
+    let peers = state.cluster.peer_statuses();
+    let status = state.engine.peek(|r| {
+        let roots = r.state().roots();
+        let sizes = r.state().sizes();
+        ClusterStatus {
+            id: state.engine.id().to_string(),
+            actor: state.engine.actor().to_string(),
+            peers,
+            version_vector: r
+                .version_vector()
+                .dots
+                .iter()
+                .map(|(a, s)| (a.to_string(), *s))
+                .collect(),
+            digest: hex(&r.digest()),
+            keyspaces: crdt_core::KeyspaceId::ALL
+                .iter()
+                .zip(roots)
+                .map(|(k, h)| (k.as_str().to_string(), format!("{h:032x}")))
+                .collect(),
+            keys: crdt_core::KeyspaceId::ALL
+                .iter()
+                .zip(sizes)
+                .map(|(k, n)| (k.as_str().to_string(), n))
+                .collect(),
+            delta_log: r.log().len(),
+            delta_log_bytes: r.log().bytes(),
+            pending: r.pending_len(),
+        }
+    });
+    Json(status)
+}
+
+/// The OpenAPI document of this API.
+pub async fn openapi(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        state.openapi.clone(),
+    )
+}
