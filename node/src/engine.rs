@@ -25,8 +25,8 @@ use crate::storage::{StorageError, Store};
 pub enum Origin {
     /// A local operation.
     Local,
-    /// A peer's push or anti-entropy.
-    Remote,
+    /// A peer's push or anti-entropy (from this peer, when known).
+    Remote(Option<NodeId>),
 }
 
 /// What the engine publishes after a change is durable.
@@ -160,7 +160,11 @@ impl Engine {
     }
 
     /// Merges encoded deltas from a peer; returns once the result is durable.
-    pub async fn merge_remote(&self, batch: &[Arc<[u8]>]) -> Result<MergeReport, StorageError> {
+    pub async fn merge_remote(
+        &self,
+        batch: &[Arc<[u8]>],
+        from: Option<NodeId>,
+    ) -> Result<MergeReport, StorageError> {
         let mut report = MergeReport::default();
         let mut applied_all: Vec<Arc<Applied>> = Vec::new();
         let ticket = {
@@ -206,7 +210,7 @@ impl Engine {
         if let Some(t) = ticket {
             self.store.durable(t).await?;
             for a in applied_all {
-                let _ = self.events.send(Event::Applied(a, Origin::Remote));
+                let _ = self.events.send(Event::Applied(a, Origin::Remote(from)));
             }
         }
         Ok(report)
@@ -237,7 +241,7 @@ impl Engine {
         for a in unblocked {
             let _ = self
                 .events
-                .send(Event::Applied(Arc::new(a), Origin::Remote));
+                .send(Event::Applied(Arc::new(a), Origin::Remote(None)));
         }
         Ok(n)
     }

@@ -7,8 +7,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
+use hyper::Request;
 use hyper::body::Bytes;
-use hyper::{Method, Request, StatusCode};
+pub use hyper::{Method, StatusCode};
 use hyper_util::rt::TokioIo;
 
 /// Why a request failed before an answer arrived.
@@ -45,6 +46,8 @@ pub enum ClientError {
 pub struct Answer {
     /// HTTP status.
     pub status: StatusCode,
+    /// Response headers.
+    pub headers: hyper::HeaderMap,
     /// Body bytes.
     pub body: Bytes,
 }
@@ -149,6 +152,7 @@ impl Client {
                 .await
                 .map_err(|e| http(e.to_string()))?;
             let status = resp.status();
+            let headers = resp.headers().clone();
             let body = resp
                 .into_body()
                 .collect()
@@ -156,7 +160,11 @@ impl Client {
                 .map_err(|e| http(e.to_string()))?
                 .to_bytes();
             conn_task.abort();
-            Ok(Answer { status, body })
+            Ok(Answer {
+                status,
+                headers,
+                body,
+            })
         };
         tokio::time::timeout(timeout, fut)
             .await

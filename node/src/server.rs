@@ -95,7 +95,16 @@ pub async fn start(opts: NodeOptions) -> anyhow::Result<RunningNode> {
         engine.clone(),
         background.clone(),
     ));
-    let cluster = Cluster::new(config.peers_of(&id));
+    let tls = pki::load_node_tls(&pki, &id).context("loading the node's certificate")?;
+    let cluster = Cluster::start(
+        &config,
+        id,
+        engine.clone(),
+        &tls,
+        &mut tasks,
+        background.clone(),
+    )
+    .context("starting replication")?;
     {
         let engine = engine.clone();
         tasks.spawn(async move { engine.process_returns().await });

@@ -1,15 +1,43 @@
-//! Replication (placeholder until the QUIC transport lands): the view of the
-//! peers that the API needs.
+//! Replication over QUIC: mutual TLS, delta push, anti-entropy, digest-tree
+//! repair, stock-rights transfers and order forwarding.
+//!
+//! Tasks, all owned by the node's `JoinSet`:
+//! - the accept loop, and one dial loop per peer with a larger id (one
+//!   connection per pair; the smaller id dials, with backoff and jitter);
+//! - per connection, a stream loop that serves the peer's pushes and requests;
+//! - the fan-out: every applied delta — local, or merged from a peer the
+//!   target cannot reach directly — goes to each peer's bounded queue;
+//! - per peer, a sender that batches its queue (≤ `push_batch_ms`) onto one
+//!   uni stream; and an anti-entropy loop that pulls on every (re)connection
+//!   and every `anti_entropy_ms` with jitter;
+//! - a truncation ticker that drops logged deltas every peer has.
 
+pub mod peer;
+pub mod rights;
+pub mod sync;
+pub mod tls;
+pub mod wire;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crdt_core::status::OrderStatus;
-use crdt_core::{Actor, OrderId, Sku};
+use crdt_core::{Actor, NodeId, OrderId, Sku, VersionVector};
+use rand::RngExt;
 use serde::Serialize;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinSet;
 use utoipa::ToSchema;
 
 use crate::api::error::ApiError;
-use crate::config::NodeConfig;
+use crate::config::{ClusterConfig, ReplicationConfig};
+use crate::engine::{Engine, Event, Origin};
+use crate::metrics as m;
+use crate::pki::NodeTls;
+use crate::shutdown::Shutdown;
+use peer::{Identity, Peer};
+use wire::Msg;
 
 /// One peer as this node sees it.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -25,45 +53,459 @@ pub struct PeerStatus {
     pub last_seen_ms: Option<u64>,
 }
 
-/// The peers of this node.
+/// This node's peers and the replication machinery.
 pub struct Cluster {
-    peers: Vec<NodeConfig>,
+    /// The engine deltas come from and go to.
+    pub engine: Arc<Engine>,
+    /// Peers by id.
+    pub peers: BTreeMap<NodeId, Arc<Peer>>,
+    identity: Identity,
+    endpoint: Option<quinn::Endpoint>,
+    cfg: ReplicationConfig,
+    /// One repair at a time.
+    pub repairing: tokio::sync::Mutex<()>,
+}
+
+/// Why replication could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// TLS material was refused.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// The UDP socket could not be bound.
+    #[error("binding the QUIC endpoint to {addr}: {source}")]
+    Bind {
+        /// The gossip address.
+        addr: std::net::SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
 }
 
 impl Cluster {
-    /// A cluster view with these peers.
-    pub fn new(peers: Vec<NodeConfig>) -> Arc<Self> {
-        Arc::new(Self { peers })
+    /// Starts replication for node `me` and spawns its tasks into `tasks`.
+    pub fn start(
+        config: &ClusterConfig,
+        me: NodeId,
+        engine: Arc<Engine>,
+        tls: &NodeTls,
+        tasks: &mut JoinSet<()>,
+        shutdown: Shutdown,
+    ) -> Result<Arc<Self>, StartError> {
+        let node = config.node(&me).cloned();
+        let (server, client) = tls::quinn_configs(tls)?;
+        let endpoint = match node {
+            Some(n) => {
+                let mut ep = quinn::Endpoint::server(server, n.gossip).map_err(|source| {
+                    StartError::Bind {
+                        addr: n.gossip,
+                        source,
+                    }
+                })?;
+                ep.set_default_client_config(client);
+                Some(ep)
+            }
+            None => None,
+        };
+        let mut peers = BTreeMap::new();
+        let mut queues = Vec::new();
+        for p in config.peers_of(&me) {
+            let (peer, rx) = Peer::new(p.id, p.dial, me < p.id);
+            let peer = Arc::new(peer);
+            queues.push((peer.clone(), rx));
+            peers.insert(p.id, peer);
+        }
+        let cluster = Arc::new(Cluster {
+            identity: Identity {
+                cluster: config.name.clone(),
+                node: me,
+                actor: engine.actor(),
+            },
+            engine,
+            peers,
+            endpoint,
+            cfg: config.replication.clone(),
+            repairing: tokio::sync::Mutex::new(()),
+        });
+        if cluster.endpoint.is_some() {
+            tasks.spawn(cluster.clone().accept_loop(shutdown.clone()));
+        }
+        for (peer, rx) in queues {
+            if peer.we_dial {
+                tasks.spawn(cluster.clone().dial_loop(peer.clone(), shutdown.clone()));
+            }
+            tasks.spawn(cluster.clone().sender(peer.clone(), rx, shutdown.clone()));
+            tasks.spawn(cluster.clone().anti_entropy(peer, shutdown.clone()));
+        }
+        tasks.spawn(cluster.clone().fanout(shutdown.clone()));
+        tasks.spawn(cluster.clone().housekeeping(shutdown));
+        Ok(cluster)
     }
 
     /// Liveness of every peer.
     pub fn peer_statuses(&self) -> Vec<PeerStatus> {
         self.peers
-            .iter()
-            .map(|p| PeerStatus {
-                id: p.id.to_string(),
-                address: p.dial.to_string(),
-                alive: false,
-                last_seen_ms: None,
+            .values()
+            .map(|p| {
+                let s = p.lock();
+                PeerStatus {
+                    id: p.id.to_string(),
+                    address: p.dial.to_string(),
+                    alive: s.conn.as_ref().is_some_and(|c| c.close_reason().is_none()),
+                    last_seen_ms: s.last_seen.map(|t| t.elapsed().as_millis() as u64),
+                }
             })
             .collect()
     }
 
-    /// Asks peers for `units` of stock rights on `sku`; true once some arrived.
-    pub async fn acquire_rights(&self, _sku: &Sku, _units: u64) -> bool {
-        false
+    /// Ids of the peers we are connected to.
+    pub fn connected_ids(&self) -> Vec<NodeId> {
+        self.peers
+            .values()
+            .filter(|p| p.conn().is_some())
+            .map(|p| p.id)
+            .collect()
     }
 
-    /// Forwards an order move to the node that sold it.
+    /// Asks peers for `units` stock rights on `sku` (bounded by the rights
+    /// timeout); true once some were granted.
+    pub async fn acquire_rights(self: &Arc<Self>, sku: &Sku, units: u64) -> bool {
+        rights::acquire(
+            self,
+            sku,
+            units,
+            Duration::from_millis(self.cfg.rights_timeout_ms),
+        )
+        .await
+    }
+
+    /// Forwards an order move to the node that sold the order.
     pub async fn forward_move(
-        &self,
+        self: &Arc<Self>,
         seller: Actor,
         order: OrderId,
-        _to: OrderStatus,
+        to: OrderStatus,
     ) -> Result<(), ApiError> {
-        Err(ApiError::unavailable(
-            "seller_unreachable",
-            format!("order {order} was sold by {seller}, which is unreachable"),
-        ))
+        rights::forward_move(self, seller, order, to).await
+    }
+
+    /// Stops accepting and closes every connection.
+    pub fn close(&self) {
+        if let Some(ep) = &self.endpoint {
+            ep.close(0u32.into(), b"shutdown");
+        }
+    }
+
+    /// Bytes sent and received on every peer connection (UDP payload).
+    pub fn wire_bytes(&self) -> (u64, u64) {
+        self.peers
+            .values()
+            .filter_map(|p| p.conn())
+            .map(|c| {
+                let s = c.stats();
+                (s.udp_tx.bytes, s.udp_rx.bytes)
+            })
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    }
+
+    async fn accept_loop(self: Arc<Self>, shutdown: Shutdown) {
+        let Some(ep) = self.endpoint.clone() else {
+            return;
+        };
+        loop {
+            let incoming = tokio::select! {
+                i = ep.accept() => match i { Some(i) => i, None => break },
+                _ = shutdown.wait() => break,
+            };
+            let this = self.clone();
+            let sd = shutdown.clone();
+            tokio::spawn(async move {
+                let remote = incoming.remote_address();
+                let conn = match incoming.await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(%remote, error = %e, "refused a peer at the TLS handshake");
+                        ::metrics::counter!(m::PEER_REFUSED, "reason" => "tls").increment(1);
+                        return;
+                    }
+                };
+                let Some((id, actor)) =
+                    peer::accept_hello(&conn, &this.identity, |n| this.peers.contains_key(n)).await
+                else {
+                    return;
+                };
+                let Some(peer) = this.peers.get(&id).cloned() else {
+                    return;
+                };
+                peer.install(conn.clone(), actor);
+                this.serve_connection(peer, conn, sd).await;
+            });
+        }
+    }
+
+    async fn dial_loop(self: Arc<Self>, peer: Arc<Peer>, shutdown: Shutdown) {
+        let Some(ep) = self.endpoint.clone() else {
+            return;
+        };
+        let mut backoff = Duration::from_millis(100);
+        while !shutdown.is_set() {
+            match peer::dial(&ep, peer.id, peer.dial, &self.identity).await {
+                Ok((conn, actor)) => {
+                    backoff = Duration::from_millis(100);
+                    peer.install(conn.clone(), actor);
+                    self.serve_connection(peer.clone(), conn, shutdown.clone())
+                        .await;
+                }
+                Err(e) => tracing::debug!(peer = %peer.id, error = %e, "dial failed"),
+            }
+            let jitter = rand::rng().random_range(0..=backoff.as_millis() as u64 / 2);
+            tokio::select! {
+                _ = tokio::time::sleep(backoff + Duration::from_millis(jitter)) => {}
+                _ = shutdown.wait() => break,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// Serves a connection's streams until it closes.
+    async fn serve_connection(
+        self: &Arc<Self>,
+        peer: Arc<Peer>,
+        conn: quinn::Connection,
+        shutdown: Shutdown,
+    ) {
+        loop {
+            tokio::select! {
+                uni = conn.accept_uni() => match uni {
+                    Ok(recv) => {
+                        let (this, p) = (self.clone(), peer.clone());
+                        tokio::spawn(async move { this.serve_push(p, recv).await });
+                    }
+                    Err(_) => break,
+                },
+                bi = conn.accept_bi() => match bi {
+                    Ok((send, recv)) => {
+                        let (this, p) = (self.clone(), peer.clone());
+                        tokio::spawn(async move {
+                            if let Err(e) = this.serve_request(&p, send, recv).await {
+                                tracing::debug!(peer = %p.id, error = %e, "request failed");
+                            }
+                        });
+                    }
+                    Err(_) => break,
+                },
+                _ = shutdown.wait() => {
+                    conn.close(0u32.into(), b"shutdown");
+                    break;
+                }
+            }
+        }
+        peer.lost(&conn);
+    }
+
+    async fn serve_push(self: Arc<Self>, peer: Arc<Peer>, mut recv: quinn::RecvStream) {
+        loop {
+            match wire::read_msg(&mut recv).await {
+                Ok(Some(Msg::Push { deltas })) => {
+                    peer.seen();
+                    let batch: Vec<Arc<[u8]>> = deltas.into_iter().map(Arc::from).collect();
+                    if let Err(e) = self.engine.merge_remote(&batch, Some(peer.id)).await {
+                        tracing::warn!(peer = %peer.id, error = %e, "could not merge pushed deltas");
+                        return;
+                    }
+                    self.engine.process_returns().await;
+                }
+                Ok(None) => return,
+                Ok(Some(other)) => {
+                    tracing::warn!(peer = %peer.id, msg = ?other, "unexpected message on a push stream");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(peer = %peer.id, error = %e, "refusing a malformed push");
+                    ::metrics::counter!(m::PEER_REFUSED, "reason" => "malformed_frame")
+                        .increment(1);
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn serve_request(
+        self: &Arc<Self>,
+        peer: &Arc<Peer>,
+        send: quinn::SendStream,
+        mut recv: quinn::RecvStream,
+    ) -> Result<(), wire::WireError> {
+        let first = wire::expect_msg(&mut recv, Duration::from_secs(10)).await?;
+        peer.seen();
+        match first {
+            Msg::Pull { vv, connected } => sync::serve_pull(self, peer, send, vv, connected).await,
+            Msg::RepairStart { roots } => sync::serve_repair(self, peer, send, recv, roots).await,
+            Msg::RightsRequest { sku, units, vv } => {
+                rights::serve_rights(self, peer, send, sku, units, vv).await
+            }
+            Msg::MoveRequest { order, to, vv } => {
+                rights::serve_move(self, send, order, to, vv).await
+            }
+            other => Err(wire::WireError::Unexpected(
+                format!("{other:?}").chars().take(80).collect(),
+            )),
+        }
+    }
+
+    /// Routes applied deltas to the peers' queues.
+    async fn fanout(self: Arc<Self>, shutdown: Shutdown) {
+        let mut rx = self.engine.subscribe();
+        loop {
+            let ev = tokio::select! {
+                ev = rx.recv() => ev,
+                _ = shutdown.wait() => break,
+            };
+            match ev {
+                Ok(Event::Applied(a, origin)) => {
+                    let writer = a.delta.dot.actor.node;
+                    for p in self.peers.values() {
+                        let send = match origin {
+                            Origin::Local => true,
+                            // Forward only to peers that cannot hear the
+                            // writer directly (a bridged partition); the
+                            // others got it from the writer.
+                            Origin::Remote(from) => {
+                                p.id != writer
+                                    && Some(p.id) != from
+                                    && !p.lock().connected_to.contains(&writer)
+                            }
+                        };
+                        if send
+                            && p.conn().is_some()
+                            && p.queue.try_send(a.logged.bytes.clone()).is_err()
+                        {
+                            ::metrics::counter!(m::PUSH_DROPPED, "peer" => p.id.to_string())
+                                .increment(1);
+                        }
+                    }
+                }
+                Ok(Event::Repaired(_)) => {}
+                Err(RecvError::Lagged(n)) => {
+                    ::metrics::counter!(m::PUSH_DROPPED, "peer" => "all").increment(n);
+                    tracing::warn!(
+                        missed = n,
+                        "push fan-out fell behind; anti-entropy will carry the rest"
+                    );
+                }
+                Err(RecvError::Closed) => break,
+            }
+        }
+    }
+
+    /// Batches a peer's queue onto uni streams.
+    async fn sender(
+        self: Arc<Self>,
+        peer: Arc<Peer>,
+        mut rx: tokio::sync::mpsc::Receiver<Arc<[u8]>>,
+        shutdown: Shutdown,
+    ) {
+        let window = Duration::from_millis(self.cfg.push_batch_ms);
+        loop {
+            let first = tokio::select! {
+                d = rx.recv() => match d { Some(d) => d, None => break },
+                _ = shutdown.wait() => break,
+            };
+            let mut batch = vec![first.to_vec()];
+            let mut size = batch[0].len();
+            let until = tokio::time::Instant::now() + window;
+            while size < 512 << 10 {
+                tokio::select! {
+                    d = rx.recv() => match d {
+                        Some(d) => { size += d.len(); batch.push(d.to_vec()); }
+                        None => break,
+                    },
+                    _ = tokio::time::sleep_until(until) => break,
+                }
+            }
+            let Some(conn) = peer.conn() else {
+                ::metrics::counter!(m::PUSH_DROPPED, "peer" => peer.id.to_string())
+                    .increment(batch.len() as u64);
+                continue;
+            };
+            let n = batch.len() as u64;
+            let push = async {
+                let mut s = conn.open_uni().await.map_err(|e| e.to_string())?;
+                let bytes = wire::write_msg(&mut s, &Msg::Push { deltas: batch })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                s.finish().map_err(|e| e.to_string())?;
+                Ok::<usize, String>(bytes)
+            };
+            match tokio::time::timeout(Duration::from_secs(2), push).await {
+                Ok(Ok(bytes)) => {
+                    ::metrics::counter!(m::PUSHED).increment(n);
+                    ::metrics::counter!(m::WIRE_BYTES, "kind" => "push").increment(bytes as u64);
+                    ::metrics::counter!(m::WIRE_MESSAGES, "kind" => "push").increment(1);
+                }
+                _ => {
+                    ::metrics::counter!(m::PUSH_DROPPED, "peer" => peer.id.to_string())
+                        .increment(n);
+                }
+            }
+        }
+    }
+
+    /// Pulls from a peer on connect and every `anti_entropy_ms` (jittered).
+    async fn anti_entropy(self: Arc<Self>, peer: Arc<Peer>, shutdown: Shutdown) {
+        let period = self.cfg.anti_entropy_ms;
+        loop {
+            let jitter = rand::rng().random_range(period * 8 / 10..=period * 12 / 10);
+            tokio::select! {
+                _ = peer.pull_now.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(jitter)) => {}
+                _ = shutdown.wait() => break,
+            }
+            if peer.conn().is_none() {
+                continue;
+            }
+            if let Err(e) = sync::pull(&self, &peer).await {
+                tracing::debug!(peer = %peer.id, error = %e, "anti-entropy round failed");
+            }
+        }
+    }
+
+    /// Truncates the delta log to what every peer has; exports wire metrics.
+    async fn housekeeping(self: Arc<Self>, shutdown: Shutdown) {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.wait() => break,
+            }
+            let (tx, rx) = self.wire_bytes();
+            ::metrics::gauge!("concord_peer_udp_tx_bytes").set(tx as f64);
+            ::metrics::gauge!("concord_peer_udp_rx_bytes").set(rx as f64);
+            let mut acked: Option<VersionVector> = None;
+            let fresh = self.peers.values().all(|p| {
+                let s = p.lock();
+                match &s.vv {
+                    Some((vv, at)) if at.elapsed() < Duration::from_secs(30) => {
+                        acked = Some(match acked.take() {
+                            None => vv.clone(),
+                            Some(mut a) => {
+                                a.glb(vv);
+                                a
+                            }
+                        });
+                        true
+                    }
+                    _ => false,
+                }
+            });
+            if fresh && let Some(a) = acked {
+                match self.engine.truncate_log(&a).await {
+                    Ok(n) if n > 0 => tracing::debug!(dropped = n, "truncated the delta log"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "truncating the delta log failed"),
+                }
+            }
+        }
+        self.close();
     }
 }

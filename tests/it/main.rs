@@ -1,0 +1,9 @@
+//! Concord's integration tests: the HTTP API against an in-process node,
+//! and real `concord node` processes for durability and replication.
+
+#![allow(missing_docs)]
+
+mod api;
+mod config_cli;
+mod durability;
+mod replication;
