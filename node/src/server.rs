@@ -95,12 +95,19 @@ pub async fn start(opts: NodeOptions) -> anyhow::Result<RunningNode> {
         engine.clone(),
         background.clone(),
     ));
+    let hub = crate::events::EventHub::new();
+    tasks.spawn(crate::events::run_bridge(
+        engine.clone(),
+        hub.clone(),
+        background.clone(),
+    ));
     let tls = pki::load_node_tls(&pki, &id).context("loading the node's certificate")?;
     let cluster = Cluster::start(
         &config,
         id,
         engine.clone(),
         &tls,
+        hub.clone(),
         &mut tasks,
         background.clone(),
     )
@@ -124,7 +131,8 @@ pub async fn start(opts: NodeOptions) -> anyhow::Result<RunningNode> {
         config: config.clone(),
         cluster,
         metrics,
-        extra: axum::Router::new(),
+        extra: crate::console::router(),
+        events: hub,
     });
     let (http_stop, http_signal) = shutdown::pair();
     let http_task = tokio::spawn(async move {

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod inspect;
 pub mod inventory;
 pub mod middleware;
 pub mod orders;
@@ -53,6 +54,8 @@ pub struct AppInner {
     pub limiter: middleware::RateLimiter,
     /// The OpenAPI document, rendered once.
     pub openapi: String,
+    /// Server-sent events.
+    pub events: Arc<crate::events::EventHub>,
 }
 
 impl std::ops::Deref for AppState {
@@ -65,7 +68,6 @@ impl std::ops::Deref for AppState {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Concord", description = "A geo-replicated commerce store: the same API on every node."),
-    modifiers(&CommonResponses),
     tags(
         (name = "catalog", description = "Products"),
         (name = "search", description = "Semantic search over the local replica"),
@@ -165,10 +167,19 @@ pub fn router(parts: RouterParts) -> Router {
         .routes(routes!(orders::deliver))
         .routes(routes!(orders::cancel))
         .routes(routes!(system::cluster_status))
+        .routes(routes!(crate::events::events))
+        .routes(routes!(inspect::tree))
+        .routes(routes!(inspect::bucket))
+        .routes(routes!(inspect::nodes))
+        .routes(routes!(inspect::diff))
         .routes(routes!(system::health))
         .routes(routes!(system::ready))
         .routes(routes!(system::metrics))
         .split_for_parts();
+    // The routes join the document after `ApiDoc::openapi()` ran its
+    // modifiers, so the common answers are added here, to every operation.
+    let mut api = api;
+    CommonResponses.modify(&mut api);
     let openapi = api.to_pretty_json().unwrap_or_else(|_| "{}".into());
     let max_body = parts.config.http.max_body_bytes;
     let state = AppState(Arc::new(AppInner {
@@ -183,6 +194,7 @@ pub fn router(parts: RouterParts) -> Router {
         cluster: parts.cluster,
         metrics: parts.metrics,
         openapi,
+        events: parts.events,
     }));
     let extra = parts.extra;
     router
@@ -218,4 +230,6 @@ pub struct RouterParts {
     pub metrics: PrometheusHandle,
     /// More routes (the web console), merged in.
     pub extra: Router<AppState>,
+    /// Server-sent events.
+    pub events: Arc<crate::events::EventHub>,
 }

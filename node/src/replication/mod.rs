@@ -51,6 +51,8 @@ pub struct PeerStatus {
     pub alive: bool,
     /// Milliseconds since the peer was last heard from (null: never).
     pub last_seen_ms: Option<u64>,
+    /// The peer's state digest as it last reported it (hex; null: never).
+    pub last_digest: Option<String>,
 }
 
 /// This node's peers and the replication machinery.
@@ -64,6 +66,8 @@ pub struct Cluster {
     cfg: ReplicationConfig,
     /// One repair at a time.
     pub repairing: tokio::sync::Mutex<()>,
+    hub: Arc<crate::events::EventHub>,
+    last_convergence: std::sync::Mutex<Option<bool>>,
 }
 
 /// Why replication could not start.
@@ -89,6 +93,7 @@ impl Cluster {
         me: NodeId,
         engine: Arc<Engine>,
         tls: &NodeTls,
+        hub: Arc<crate::events::EventHub>,
         tasks: &mut JoinSet<()>,
         shutdown: Shutdown,
     ) -> Result<Arc<Self>, StartError> {
@@ -126,6 +131,8 @@ impl Cluster {
             endpoint,
             cfg: config.replication.clone(),
             repairing: tokio::sync::Mutex::new(()),
+            hub,
+            last_convergence: std::sync::Mutex::new(None),
         });
         if cluster.endpoint.is_some() {
             tasks.spawn(cluster.clone().accept_loop(shutdown.clone()));
@@ -153,9 +160,36 @@ impl Cluster {
                     address: p.dial.to_string(),
                     alive: s.conn.as_ref().is_some_and(|c| c.close_reason().is_none()),
                     last_seen_ms: s.last_seen.map(|t| t.elapsed().as_millis() as u64),
+                    last_digest: s.digest.map(|d| crate::api::system::hex(&d)),
                 }
             })
             .collect()
+    }
+
+    /// Publishes a peer going up or down.
+    fn peer_changed(&self, peer: &Peer, alive: bool) {
+        self.hub.publish("peer", serde_json::json!({"id": peer.id.to_string(), "alive": alive}));
+        self.convergence_changed();
+    }
+
+    /// Publishes whether this node and every live peer report one digest,
+    /// when that changes.
+    pub fn convergence_changed(&self) {
+        let ours = self.engine.peek(|r| r.digest());
+        let mut all = true;
+        let mut peers = serde_json::Map::new();
+        for p in self.peers.values() {
+            let s = p.lock();
+            let live = s.conn.is_some();
+            let same = live && s.digest == Some(ours);
+            all &= same;
+            peers.insert(p.id.to_string(), serde_json::json!({"alive": live, "sameDigest": same}));
+        }
+        let mut last = self.last_convergence.lock().unwrap_or_else(|p| p.into_inner());
+        if *last != Some(all) {
+            *last = Some(all);
+            self.hub.publish("convergence", serde_json::json!({"converged": all, "digest": crate::api::system::hex(&ours), "peers": peers}));
+        }
     }
 
     /// Ids of the peers we are connected to.
@@ -301,6 +335,9 @@ impl Cluster {
             }
         }
         peer.lost(&conn);
+        if peer.conn().is_none() {
+            self.peer_changed(&peer, false);
+        }
     }
 
     async fn serve_push(self: Arc<Self>, peer: Arc<Peer>, mut recv: quinn::RecvStream) {
@@ -339,7 +376,7 @@ impl Cluster {
         let first = wire::expect_msg(&mut recv, Duration::from_secs(10)).await?;
         peer.seen();
         match first {
-            Msg::Pull { vv, connected } => sync::serve_pull(self, peer, send, vv, connected).await,
+            Msg::Pull { vv, digest, connected } => sync::serve_pull(self, peer, send, vv, digest, connected).await,
             Msg::RepairStart { roots } => sync::serve_repair(self, peer, send, recv, roots).await,
             Msg::RightsRequest { sku, units, vv } => {
                 rights::serve_rights(self, peer, send, sku, units, vv).await

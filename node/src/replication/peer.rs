@@ -38,6 +38,8 @@ pub struct PeerState {
     pub vv: Option<(VersionVector, Instant)>,
     /// The peers it says it is connected to.
     pub connected_to: BTreeSet<NodeId>,
+    /// Its state digest, as last reported.
+    pub digest: Option<[u8; 32]>,
 }
 
 /// One peer of this node.
@@ -119,12 +121,15 @@ impl Peer {
         }
     }
 
-    /// Records the peer's vector and connectivity.
-    pub fn learned(&self, vv: &VersionVector, connected: &[NodeId]) {
+    /// Records the peer's vector, digest and connectivity.
+    pub fn learned(&self, vv: &VersionVector, digest: Option<[u8; 32]>, connected: &[NodeId]) {
         let mut s = self.lock();
         s.vv = Some((vv.clone(), Instant::now()));
         s.connected_to = connected.iter().copied().collect();
         s.last_seen = Some(Instant::now());
+        if digest.is_some() {
+            s.digest = digest;
+        }
     }
 }
 

@@ -45,11 +45,14 @@ pub async fn pull(cluster: &Arc<Cluster>, peer: &Arc<Peer>) -> Result<(), WireEr
         .open_bi()
         .await
         .map_err(|e| WireError::Stream(e.to_string()))?;
-    let vv = cluster.engine.peek(|r| r.version_vector().clone());
+    let (vv, digest) = cluster
+        .engine
+        .peek(|r| (r.version_vector().clone(), r.digest()));
     let n = wire::write_msg(
         &mut send,
         &Msg::Pull {
             vv,
+            digest,
             connected: cluster.connected_ids(),
         },
     )
@@ -60,11 +63,12 @@ pub async fn pull(cluster: &Arc<Cluster>, peer: &Arc<Peer>) -> Result<(), WireEr
         match wire::expect_msg(&mut recv, STEP).await? {
             Msg::Deltas {
                 vv,
+                digest,
                 connected,
                 deltas,
                 more,
             } => {
-                peer.learned(&vv, &connected);
+                peer.learned(&vv, Some(digest), &connected);
                 if !deltas.is_empty() {
                     let batch: Vec<Arc<[u8]>> = deltas.into_iter().map(Arc::from).collect();
                     cluster
@@ -78,7 +82,7 @@ pub async fn pull(cluster: &Arc<Cluster>, peer: &Arc<Peer>) -> Result<(), WireEr
                 }
             }
             Msg::Truncated { vv } => {
-                peer.learned(&vv, &[]);
+                peer.learned(&vv, None, &[]);
                 drop(recv);
                 return repair(cluster, peer).await;
             }
@@ -97,13 +101,16 @@ pub async fn serve_pull(
     peer: &Arc<Peer>,
     mut send: quinn::SendStream,
     mut their: VersionVector,
+    digest: [u8; 32],
     connected: Vec<NodeId>,
 ) -> Result<(), WireError> {
-    peer.learned(&their, &connected);
+    peer.learned(&their, Some(digest), &connected);
+    cluster.convergence_changed();
     loop {
-        let (ours, chunk) = cluster.engine.peek(|r| {
+        let (ours, our_digest, chunk) = cluster.engine.peek(|r| {
             (
                 r.version_vector().clone(),
+                r.digest(),
                 r.missing_for(&their, CHUNK_BYTES),
             )
         });
@@ -123,6 +130,7 @@ pub async fn serve_pull(
                 }
                 let msg = Msg::Deltas {
                     vv: ours,
+                    digest: our_digest,
                     connected: cluster.connected_ids(),
                     deltas: batch.iter().map(|l| l.bytes.to_vec()).collect(),
                     more,

@@ -56,6 +56,8 @@ pub enum Msg {
     Pull {
         /// The puller's version vector.
         vv: VersionVector,
+        /// The puller's state digest.
+        digest: [u8; 32],
         /// Peers the puller is connected to (for forwarding decisions).
         connected: Vec<NodeId>,
     },
@@ -63,6 +65,8 @@ pub enum Msg {
     Deltas {
         /// The sender's version vector.
         vv: VersionVector,
+        /// The sender's state digest.
+        digest: [u8; 32],
         /// Peers the sender is connected to.
         connected: Vec<NodeId>,
         /// The deltas.

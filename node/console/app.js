@@ -1,0 +1,1 @@
+// The console (filled by the console issue).
