@@ -1,10 +1,20 @@
 //! # concord-chaos
 //!
-//! The library behind the `concord-chaos` harness, also used by the
-//! integration tests: real node processes on free ports ([`procs`]) and a
-//! UDP fault proxy in front of each gossip port ([`proxy`]).
+//! The library behind the `concord-chaos` harness (also used by the
+//! integration tests and the benchmarks): real node processes on free ports
+//! ([`procs`]), a UDP fault proxy in front of each gossip port ([`proxy`]),
+//! the workload ([`workload`]), the nemesis ([`nemesis`]), the history
+//! ([`history`]), pure checkers ([`checkers`]), the report ([`report`]) and
+//! the run that ties them together ([`run`]).
 
 #![forbid(unsafe_code)]
 
+pub mod checkers;
+pub mod history;
+pub mod loadgen;
+pub mod nemesis;
 pub mod procs;
 pub mod proxy;
+pub mod report;
+pub mod run;
+pub mod workload;

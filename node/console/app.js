@@ -1,1 +1,122 @@
-// The console (filled by the console issue).
+// The console's entry point: the header (navigation, token, live indicator)
+// and a hash router that mounts one view at a time into <main>.
+//
+// A view is `async (root, ctx) => void`, where ctx = {params, query, signal}.
+// `signal` aborts when the view is left: views hang their event listeners
+// and timers on it, and check it after each await before touching the page.
+
+import { cartId, claims, connectEvents, events, get, getToken, setToken, tokenChanged } from './api.js';
+import { append, h, replace } from './dom.js';
+import * as cluster from './cluster.js';
+import * as catalog from './catalog.js';
+import * as orders from './orders.js';
+import * as chaos from './chaos.js';
+
+const ROUTES = [
+  [/^\/cluster$/, 'cluster', cluster.view],
+  [/^\/diff\/([^/]+)\/([^/]+)$/, 'cluster', cluster.view],
+  [/^\/catalog$/, 'catalog', catalog.list],
+  [/^\/product\/([^/]+)$/, 'catalog', catalog.product],
+  [/^\/orders$/, 'orders', orders.list],
+  [/^\/order\/([^/]+)$/, 'orders', orders.detail],
+  [/^\/carts$/, 'carts', orders.carts],
+  [/^\/cart\/([^/]+)$/, 'carts', orders.cart],
+  [/^\/chaos$/, 'chaos', chaos.view],
+];
+
+const NAV = [['cluster', 'Cluster'], ['catalog', 'Catalog'], ['orders', 'Orders'], ['carts', 'Carts'], ['chaos', 'Chaos']];
+
+const main = document.getElementById('app');
+let current = null;
+let navigated = false;
+
+/** Mounts the view the location hash names (default: the cluster view). */
+function route() {
+  const raw = location.hash.replace(/^#/, '') || '/cluster';
+  const [path, search = ''] = raw.split('?');
+  const found = ROUTES.map(([re, section, view]) => [path.match(re), section, view]).find(([m]) => m);
+  current?.abort();
+  current = new AbortController();
+  for (const a of document.querySelectorAll('nav.main a')) {
+    if (a.dataset.section === found?.[1]) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+  main.replaceChildren();
+  if (!found) {
+    append(main, [h('h1', {}, 'Not found'), h('p', {}, 'No view at ', h('code', {}, raw), '. ', h('a', { href: '#/cluster' }, 'Go to the cluster.'))]);
+    return;
+  }
+  const [m, , view] = found;
+  const ctx = {
+    params: m.slice(1).map(decodeURIComponent),
+    query: new URLSearchParams(search),
+    signal: current.signal,
+  };
+  view(main, ctx).catch((e) => {
+    if (!ctx.signal.aborted) append(main, h('div', { class: 'error', role: 'alert' }, `The view failed: ${e.message}`));
+  });
+  // After a navigation, keyboard and screen-reader users continue in the
+  // new view (on first load, focus stays at the top of the page).
+  if (navigated) main.focus({ preventScroll: true });
+  navigated = true;
+  window.scrollTo(0, 0);
+}
+
+// ------------------------------------------------------------------ header
+
+function tokenPanel() {
+  const summary = h('summary', {});
+  const input = h('input', { type: 'password', id: 'token-input', name: 'token', autocomplete: 'off', spellcheck: 'false', placeholder: 'eyJ…' });
+  const form = h('form', {
+    class: 'token-form',
+    on: {
+      submit: (e) => {
+        e.preventDefault();
+        setToken(input.value.trim());
+        input.value = '';
+        details.open = false;
+      },
+    },
+  },
+  h('label', { for: 'token-input' }, 'Bearer token'),
+  input,
+  h('div', { class: 'row' },
+    h('button', { type: 'submit' }, 'Save'),
+    h('button', { type: 'button', class: 'secondary', on: { click: () => { setToken(''); details.open = false; } } }, 'Forget')),
+  h('p', { class: 'hint' }, 'Kept in this browser only. ', h('code', {}, 'concord up'), ' prints an admin token; ',
+    h('code', {}, 'concord token --role customer --sub alice'), ' makes a customer one.'));
+  const details = h('details', { class: 'token' }, summary, form);
+  const show = () => {
+    const c = claims();
+    replace(summary, getToken() ? `Token: ${c?.sub ?? '?'} (${c?.role ?? 'unreadable'})` : 'Sign in with a token');
+    details.dataset.signedIn = getToken() ? 'yes' : 'no';
+  };
+  tokenChanged.addEventListener('change', () => { show(); route(); });
+  show();
+  return details;
+}
+
+function header() {
+  const name = h('span', { class: 'node-name' }, '');
+  const live = h('span', { class: 'live', dataset: { live: 'off' }, title: 'Event stream' }, 'offline');
+  events.addEventListener('status', (e) => {
+    live.dataset.live = e.detail ? 'on' : 'off';
+    live.textContent = e.detail ? 'live' : 'reconnecting';
+  });
+  get('/cluster/status').then(
+    (st) => { name.textContent = st.id; document.title = `Concord · ${st.id}`; },
+    () => { name.textContent = '?'; },
+  );
+  return h('header', { class: 'top' },
+    h('a', { class: 'skip', href: '#app', on: { click: (e) => { e.preventDefault(); main.focus(); } } }, 'Skip to content'),
+    h('div', { class: 'brand' }, h('a', { href: '#/cluster' }, 'Concord'), ' ', name, ' ', live),
+    h('nav', { class: 'main', 'aria-label': 'Views' },
+      NAV.map(([id, label]) => h('a', { href: `#/${id}`, dataset: { section: id } }, label)),
+      h('a', { href: `#/cart/${cartId()}`, dataset: { section: 'mycart' } }, 'My cart')),
+    tokenPanel());
+}
+
+document.body.prepend(header());
+window.addEventListener('hashchange', route);
+connectEvents();
+route();

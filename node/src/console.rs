@@ -10,17 +10,38 @@ use axum::routing::get;
 
 use crate::api::AppState;
 
+/// `(name, content type, bytes)` of a file of `node/console/`.
+macro_rules! embed {
+    ($name:literal, $ct:expr) => {
+        ($name, $ct, include_bytes!(concat!("../console/", $name)))
+    };
+}
+
+const HTML: &str = "text/html; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+
 /// The embedded files: name, content type, bytes.
 const ASSETS: &[(&str, &str, &[u8])] = &[
-    ("index.html", "text/html; charset=utf-8", include_bytes!("../console/index.html")),
-    ("app.js", "text/javascript; charset=utf-8", include_bytes!("../console/app.js")),
-    ("style.css", "text/css; charset=utf-8", include_bytes!("../console/style.css")),
+    embed!("index.html", HTML),
+    embed!("style.css", CSS),
+    embed!("app.js", JS),
+    embed!("api.js", JS),
+    embed!("dom.js", JS),
+    embed!("svg.js", JS),
+    embed!("cluster.js", JS),
+    embed!("catalog.js", JS),
+    embed!("orders.js", JS),
+    embed!("chaos.js", JS),
 ];
 
 fn asset(name: &str) -> Response {
     match ASSETS.iter().find(|(n, _, _)| *n == name) {
         Some((_, ct, bytes)) => (
-            [(header::CONTENT_TYPE, *ct), (header::CACHE_CONTROL, "no-cache")],
+            [
+                (header::CONTENT_TYPE, *ct),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
             *bytes,
         )
             .into_response(),
@@ -32,5 +53,8 @@ fn asset(name: &str) -> Response {
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { asset("index.html") }))
-        .route("/console/{file}", get(|Path(f): Path<String>| async move { asset(&f) }))
+        .route(
+            "/console/{file}",
+            get(|Path(f): Path<String>| async move { asset(&f) }),
+        )
 }

@@ -83,7 +83,9 @@ impl EventHub {
     fn resume(&self, after: Option<u64>) -> (Vec<Published>, bool, broadcast::Receiver<Published>) {
         let g = self.ring.lock().unwrap_or_else(|p| p.into_inner());
         let rx = self.live.subscribe();
-        let Some(after) = after else { return (Vec::new(), true, rx) };
+        let Some(after) = after else {
+            return (Vec::new(), true, rx);
+        };
         let oldest = g.1.front().map(|e| e.id).unwrap_or(g.0 + 1);
         let complete = after + 1 >= oldest || after >= g.0;
         let backlog = g.1.iter().filter(|e| e.id > after).cloned().collect();
@@ -159,7 +161,10 @@ pub async fn run_bridge(engine: Arc<Engine>, hub: Arc<EventHub>, shutdown: Shutd
 #[utoipa::path(get, path = "/api/v1/events", tag = "cluster",
     params(("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event")),
     responses((status = 200, description = "A stream of server-sent events: delta, order, peer, convergence, reset", content_type = "text/event-stream", body = String)))]
-pub async fn events(State(state): State<AppState>, headers: HeaderMap) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+pub async fn events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -168,41 +173,51 @@ pub async fn events(State(state): State<AppState>, headers: HeaderMap) -> Sse<im
     let mut first: Vec<Published> = Vec::new();
     if !complete {
         first.push(Published {
-            id: backlog.first().map(|e| e.id.saturating_sub(1)).unwrap_or(state.events.last_id()),
+            id: backlog
+                .first()
+                .map(|e| e.id.saturating_sub(1))
+                .unwrap_or(state.events.last_id()),
             kind: "reset",
-            data: json!({"reason": "the event log no longer reaches back to Last-Event-ID"}).to_string(),
+            data: json!({"reason": "the event log no longer reaches back to Last-Event-ID"})
+                .to_string(),
         });
     }
     first.extend(backlog);
     let last = first.last().map(|e| e.id).or(after).unwrap_or(0);
-    let stream = futures_util::stream::unfold((first.into_iter(), rx, last), |(mut replay, mut rx, mut last)| async move {
-        if let Some(e) = replay.next() {
-            return Some((Ok(to_sse(&e)), (replay, rx, last)));
-        }
-        loop {
-            match rx.recv().await {
-                Ok(e) if e.id > last => {
-                    last = e.id;
-                    return Some((Ok(to_sse(&e)), (replay, rx, last)));
-                }
-                Ok(_) => continue,
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    let reset = Published {
-                        id: last,
-                        kind: "reset",
-                        data: json!({"reason": "this client fell behind"}).to_string(),
-                    };
-                    return Some((Ok(to_sse(&reset)), (replay, rx, last)));
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
+    let stream = futures_util::stream::unfold(
+        (first.into_iter(), rx, last),
+        |(mut replay, mut rx, mut last)| async move {
+            if let Some(e) = replay.next() {
+                return Some((Ok(to_sse(&e)), (replay, rx, last)));
             }
-        }
-    });
+            loop {
+                match rx.recv().await {
+                    Ok(e) if e.id > last => {
+                        last = e.id;
+                        return Some((Ok(to_sse(&e)), (replay, rx, last)));
+                    }
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let reset = Published {
+                            id: last,
+                            kind: "reset",
+                            data: json!({"reason": "this client fell behind"}).to_string(),
+                        };
+                        return Some((Ok(to_sse(&reset)), (replay, rx, last)));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        },
+    );
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
 fn to_sse(e: &Published) -> SseEvent {
-    SseEvent::default().id(e.id.to_string()).event(e.kind).data(e.data.clone())
+    SseEvent::default()
+        .id(e.id.to_string())
+        .event(e.kind)
+        .data(e.data.clone())
 }
 
 #[cfg(test)]

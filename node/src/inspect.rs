@@ -84,7 +84,11 @@ pub async fn gather(cfg: &ClusterConfig, timeout: Duration) -> Vec<NodeView> {
     // How far behind the element-wise maximum of all vectors each node is.
     let mut max: BTreeMap<String, u64> = BTreeMap::new();
     for v in &out {
-        if let Some(vv) = v.status.as_ref().and_then(|s| s["versionVector"].as_object()) {
+        if let Some(vv) = v
+            .status
+            .as_ref()
+            .and_then(|s| s["versionVector"].as_object())
+        {
             for (a, s) in vv {
                 let s = s.as_u64().unwrap_or(0);
                 let e = max.entry(a.clone()).or_insert(0);
@@ -93,7 +97,11 @@ pub async fn gather(cfg: &ClusterConfig, timeout: Duration) -> Vec<NodeView> {
         }
     }
     for v in &mut out {
-        if let Some(vv) = v.status.as_ref().and_then(|s| s["versionVector"].as_object()) {
+        if let Some(vv) = v
+            .status
+            .as_ref()
+            .and_then(|s| s["versionVector"].as_object())
+        {
             v.behind = max
                 .iter()
                 .map(|(a, m)| m.saturating_sub(vv.get(a).and_then(|x| x.as_u64()).unwrap_or(0)))
@@ -199,26 +207,48 @@ struct Entry {
     value: serde_json::Value,
 }
 
-async fn children(c: &Client, ks: KeyspaceId, level: u8, index: u32) -> anyhow::Result<Vec<String>> {
+async fn children(
+    c: &Client,
+    ks: KeyspaceId,
+    level: u8,
+    index: u32,
+) -> anyhow::Result<Vec<String>> {
     let a = c
-        .get(&format!("/api/v1/cluster/tree?keyspace={}&level={level}&index={index}", ks.as_str()))
+        .get(&format!(
+            "/api/v1/cluster/tree?keyspace={}&level={level}&index={index}",
+            ks.as_str()
+        ))
         .await?;
     anyhow::ensure!(a.status.is_success(), "{}: {}", c.addr(), a.text());
     Ok(a.json::<Children>()?.children)
 }
 
-async fn entries(c: &Client, ks: KeyspaceId, bucket: u16) -> anyhow::Result<BTreeMap<String, serde_json::Value>> {
+async fn entries(
+    c: &Client,
+    ks: KeyspaceId,
+    bucket: u16,
+) -> anyhow::Result<BTreeMap<String, serde_json::Value>> {
     let a = c
-        .get(&format!("/api/v1/cluster/bucket?keyspace={}&bucket={bucket}", ks.as_str()))
+        .get(&format!(
+            "/api/v1/cluster/bucket?keyspace={}&bucket={bucket}",
+            ks.as_str()
+        ))
         .await?;
     anyhow::ensure!(a.status.is_success(), "{}: {}", c.addr(), a.text());
-    Ok(a.json::<Entries>()?.entries.into_iter().map(|e| (e.key, e.value)).collect())
+    Ok(a.json::<Entries>()?
+        .entries
+        .into_iter()
+        .map(|e| (e.key, e.value))
+        .collect())
 }
 
 async fn digest(c: &Client) -> anyhow::Result<String> {
     let a = c.get("/api/v1/cluster/status").await?;
     anyhow::ensure!(a.status.is_success(), "{}: {}", c.addr(), a.text());
-    Ok(a.json::<serde_json::Value>()?["digest"].as_str().unwrap_or_default().to_string())
+    Ok(a.json::<serde_json::Value>()?["digest"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
 }
 
 /// Descends both nodes' digest trees where they differ and lists the
@@ -236,7 +266,10 @@ pub async fn diff(a: &NodeConfig, b: &NodeConfig) -> anyhow::Result<DiffReport> 
     for ks in KeyspaceId::ALL {
         let mut frontier = vec![(0u8, 0u32)];
         while let Some((level, index)) = frontier.pop() {
-            let (x, y) = tokio::try_join!(children(&ca, ks, level, index), children(&cb, ks, level, index))?;
+            let (x, y) = tokio::try_join!(
+                children(&ca, ks, level, index),
+                children(&cb, ks, level, index)
+            )?;
             report.compared += 1;
             for i in 0..FANOUT {
                 if x.get(i) == y.get(i) {
@@ -254,7 +287,9 @@ pub async fn diff(a: &NodeConfig, b: &NodeConfig) -> anyhow::Result<DiffReport> 
             }
         }
     }
-    report.ranges.sort_by(|p, q| (p.keyspace.as_str(), p.bucket).cmp(&(q.keyspace.as_str(), q.bucket)));
+    report
+        .ranges
+        .sort_by(|p, q| (p.keyspace.as_str(), p.bucket).cmp(&(q.keyspace.as_str(), q.bucket)));
     for r in &report.ranges {
         let ks = KeyspaceId::ALL
             .into_iter()
@@ -318,8 +353,13 @@ pub enum What {
 /// Parses `10s`, `500ms`, `2m` or a plain number of seconds.
 pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
-    let n: f64 = num.parse().map_err(|_| anyhow::anyhow!("--timeout {s:?}: expected a duration such as 10s or 500ms"))?;
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = num.parse().map_err(|_| {
+        anyhow::anyhow!("--timeout {s:?}: expected a duration such as 10s or 500ms")
+    })?;
     let secs = match unit {
         "" | "s" => n,
         "ms" => n / 1000.0,
@@ -356,17 +396,48 @@ async fn once(cfg: &ClusterConfig, args: &InspectArgs) -> anyhow::Result<i32> {
             if args.json {
                 println!("{}", serde_json::json!({"converged": ok, "nodes": nodes}));
             } else {
-                println!("{:<8} {:<10} {:<18} {:>9} {:>7}  version vector", "node", "reachable", "digest", "delta log", "behind");
+                println!(
+                    "{:<8} {:<10} {:<18} {:>9} {:>7}  version vector",
+                    "node", "reachable", "digest", "delta log", "behind"
+                );
                 for n in &nodes {
                     let s = n.status.as_ref();
-                    let d = s.and_then(|s| s["digest"].as_str()).map(|d| d[..16.min(d.len())].to_string()).unwrap_or_else(|| "-".into());
-                    let log = s.and_then(|s| s["deltaLog"].as_u64()).map(|v| v.to_string()).unwrap_or_else(|| "-".into());
-                    let vv = s.map(|s| s["versionVector"].to_string()).unwrap_or_else(|| "-".into());
-                    println!("{:<8} {:<10} {:<18} {:>9} {:>7}  {vv}", n.id, if n.reachable { "yes" } else { "NO" }, d, log, n.behind);
+                    let d = s
+                        .and_then(|s| s["digest"].as_str())
+                        .map(|d| d[..16.min(d.len())].to_string())
+                        .unwrap_or_else(|| "-".into());
+                    let log = s
+                        .and_then(|s| s["deltaLog"].as_u64())
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "-".into());
+                    let vv = s
+                        .map(|s| s["versionVector"].to_string())
+                        .unwrap_or_else(|| "-".into());
+                    println!(
+                        "{:<8} {:<10} {:<18} {:>9} {:>7}  {vv}",
+                        n.id,
+                        if n.reachable { "yes" } else { "NO" },
+                        d,
+                        log,
+                        n.behind
+                    );
                 }
-                println!("\n{}", if ok { "converged: all digests are equal" } else { "NOT converged" });
+                println!(
+                    "\n{}",
+                    if ok {
+                        "converged: all digests are equal"
+                    } else {
+                        "NOT converged"
+                    }
+                );
             }
-            Ok(if ok { 0 } else if nodes.iter().all(|n| n.reachable) { 1 } else { 2 })
+            Ok(if ok {
+                0
+            } else if nodes.iter().all(|n| n.reachable) {
+                1
+            } else {
+                2
+            })
         }
         What::Diff { a, b } => {
             let find = |id: &str| {
@@ -380,31 +451,55 @@ async fn once(cfg: &ClusterConfig, args: &InspectArgs) -> anyhow::Result<i32> {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 println!("{} {}\n{} {}", r.a, r.digests.0, r.b, r.digests.1);
-                println!("{} differing ranges ({} tree nodes compared)", r.ranges.len(), r.compared);
+                println!(
+                    "{} differing ranges ({} tree nodes compared)",
+                    r.ranges.len(),
+                    r.compared
+                );
                 for x in &r.ranges {
                     println!("  {}/{}", x.keyspace, x.bucket);
                 }
                 println!("{} differing keys", r.keys.len());
                 for k in &r.keys {
                     println!("\n{} {}", k.keyspace, k.key);
-                    let show = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "(absent)".into());
+                    let show = |v: &Option<serde_json::Value>| {
+                        v.as_ref()
+                            .map(|v| v.to_string())
+                            .unwrap_or_else(|| "(absent)".into())
+                    };
                     println!("  {}: {}", r.a, show(&k.a));
                     println!("  {}: {}", r.b, show(&k.b));
                 }
             }
-            Ok(if r.keys.is_empty() && r.ranges.is_empty() { 0 } else { 1 })
+            Ok(if r.keys.is_empty() && r.ranges.is_empty() {
+                0
+            } else {
+                1
+            })
         }
         What::Converge { timeout } => {
             let t = parse_duration(timeout)?;
             let r = converge(cfg, t).await;
             let (code, text) = match r {
                 Convergence::Converged(d) => (0, format!("converged in {} ms", d.as_millis())),
-                Convergence::Diverged => (1, format!("diverged: digests still differ after {timeout}")),
-                Convergence::Unreachable => (2, format!("unreachable: a node did not answer within {timeout}")),
+                Convergence::Diverged => {
+                    (1, format!("diverged: digests still differ after {timeout}"))
+                }
+                Convergence::Unreachable => (
+                    2,
+                    format!("unreachable: a node did not answer within {timeout}"),
+                ),
             };
             if args.json {
-                let ms = if let Convergence::Converged(d) = r { Some(d.as_millis() as u64) } else { None };
-                println!("{}", serde_json::json!({"exit": code, "convergedMs": ms, "message": text}));
+                let ms = if let Convergence::Converged(d) = r {
+                    Some(d.as_millis() as u64)
+                } else {
+                    None
+                };
+                println!(
+                    "{}",
+                    serde_json::json!({"exit": code, "convergedMs": ms, "message": text})
+                );
             } else {
                 println!("{text}");
             }
@@ -420,17 +515,37 @@ async fn once(cfg: &ClusterConfig, args: &InspectArgs) -> anyhow::Result<i32> {
                 println!("{}", serde_json::Value::Array(m));
             } else {
                 for n in &nodes {
-                    println!("{} ({}){}", n.id, n.http, if n.reachable { "" } else { "  UNREACHABLE" });
+                    println!(
+                        "{} ({}){}",
+                        n.id,
+                        n.http,
+                        if n.reachable { "" } else { "  UNREACHABLE" }
+                    );
                     if let Some(peers) = n.status.as_ref().and_then(|s| s["peers"].as_array()) {
                         for p in peers {
-                            let seen = p["lastSeenMs"].as_u64().map(|v| format!("{v} ms ago")).unwrap_or_else(|| "never".into());
-                            println!("  {:<8} {:<22} {:<5} last seen {seen}", p["id"].as_str().unwrap_or("?"), p["address"].as_str().unwrap_or("?"),
-                                if p["alive"].as_bool() == Some(true) { "up" } else { "DOWN" });
+                            let seen = p["lastSeenMs"]
+                                .as_u64()
+                                .map(|v| format!("{v} ms ago"))
+                                .unwrap_or_else(|| "never".into());
+                            println!(
+                                "  {:<8} {:<22} {:<5} last seen {seen}",
+                                p["id"].as_str().unwrap_or("?"),
+                                p["address"].as_str().unwrap_or("?"),
+                                if p["alive"].as_bool() == Some(true) {
+                                    "up"
+                                } else {
+                                    "DOWN"
+                                }
+                            );
                         }
                     }
                 }
             }
-            Ok(if nodes.iter().all(|n| n.reachable) { 0 } else { 2 })
+            Ok(if nodes.iter().all(|n| n.reachable) {
+                0
+            } else {
+                2
+            })
         }
     }
 }

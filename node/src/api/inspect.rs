@@ -9,9 +9,9 @@ use crdt_core::digest::{DEPTH, FANOUT, NodeRef};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::AppState;
 use super::error::ApiError;
 use super::extract::ApiQuery;
-use super::AppState;
 use crate::inspect::{self, DiffReport, NodeView};
 
 /// Query naming one node of the digest tree.
@@ -73,10 +73,18 @@ pub fn keyspace(name: &str) -> Result<KeyspaceId, ApiError> {
 /// Children hashes of one digest-tree node of this node.
 #[utoipa::path(get, path = "/api/v1/cluster/tree", tag = "cluster", params(TreeQuery),
     responses((status = 200, description = "Children hashes", body = TreeChildren)))]
-pub async fn tree(State(state): State<AppState>, ApiQuery(q): ApiQuery<TreeQuery>) -> Result<Json<TreeChildren>, ApiError> {
+pub async fn tree(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<TreeQuery>,
+) -> Result<Json<TreeChildren>, ApiError> {
     let ks = keyspace(&q.keyspace)?;
-    if usize::from(q.level) >= DEPTH || u64::from(q.index) >= (FANOUT as u64).pow(u32::from(q.level)) {
-        return Err(ApiError::field("level", "no such tree node (level 0–3, index below 16^level)"));
+    if usize::from(q.level) >= DEPTH
+        || u64::from(q.index) >= (FANOUT as u64).pow(u32::from(q.level))
+    {
+        return Err(ApiError::field(
+            "level",
+            "no such tree node (level 0–3, index below 16^level)",
+        ));
     }
     let children = state.engine.peek(|r| {
         r.state()
@@ -95,7 +103,10 @@ pub async fn tree(State(state): State<AppState>, ApiQuery(q): ApiQuery<TreeQuery
 /// The keys and entries of one bucket of this node.
 #[utoipa::path(get, path = "/api/v1/cluster/bucket", tag = "cluster", params(BucketQuery),
     responses((status = 200, description = "Entries", body = BucketEntries)))]
-pub async fn bucket(State(state): State<AppState>, ApiQuery(q): ApiQuery<BucketQuery>) -> Result<Json<BucketEntries>, ApiError> {
+pub async fn bucket(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<BucketQuery>,
+) -> Result<Json<BucketEntries>, ApiError> {
     let ks = keyspace(&q.keyspace)?;
     let entries = state.engine.peek(|r| {
         r.state()
@@ -153,14 +164,22 @@ pub struct DiffQuery {
     responses((status = 200, description = "The difference", body = DiffReport),
         (status = 404, description = "Unknown node", body = super::error::ErrorBody),
         (status = 503, description = "A node is unreachable", body = super::error::ErrorBody)))]
-pub async fn diff(State(state): State<AppState>, ApiQuery(q): ApiQuery<DiffQuery>) -> Result<Json<DiffReport>, ApiError> {
+pub async fn diff(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<DiffQuery>,
+) -> Result<Json<DiffReport>, ApiError> {
     let find = |id: &str| {
         state
             .config
             .nodes
             .iter()
             .find(|n| n.id.as_str() == id)
-            .ok_or_else(|| ApiError::not_found("node_not_found", format!("no node {id} in the configuration")))
+            .ok_or_else(|| {
+                ApiError::not_found(
+                    "node_not_found",
+                    format!("no node {id} in the configuration"),
+                )
+            })
     };
     let (a, b) = (find(&q.a)?, find(&q.b)?);
     inspect::diff(a, b)

@@ -196,7 +196,13 @@ pub fn router(parts: RouterParts) -> Router {
         openapi,
         events: parts.events,
     }));
-    let extra = parts.extra;
+    let mut extra = parts.extra;
+    if std::env::var(system::TEST_HOOKS_ENV).is_ok_and(|v| v == "1") {
+        extra = extra.route(
+            "/api/v1/test/clock",
+            axum::routing::post(system::set_clock_skew),
+        );
+    }
     router
         .route("/openapi.json", axum::routing::get(system::openapi))
         .merge(extra)

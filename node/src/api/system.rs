@@ -131,3 +131,29 @@ pub async fn openapi(State(state): State<AppState>) -> impl IntoResponse {
         state.openapi.clone(),
     )
 }
+
+/// The environment variable that enables test hooks (the clock-skew knob the
+/// chaos harness turns). Off in production: the route does not exist.
+pub const TEST_HOOKS_ENV: &str = "CONCORD_TEST_HOOKS";
+
+/// `POST /api/v1/test/clock`: sets this node's clock offset.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ClockSkew {
+    /// Milliseconds added to the system clock (negative: behind).
+    pub offset_ms: i64,
+}
+
+/// Sets the node's clock offset (test hook; admin only).
+pub async fn set_clock_skew(
+    caller: super::extract::Caller,
+    super::extract::ApiJson(body): super::extract::ApiJson<ClockSkew>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.admin()?;
+    if body.offset_ms.unsigned_abs() > 24 * 3_600_000 {
+        return Err(ApiError::field("offsetMs", "must be within a day"));
+    }
+    crate::clock::set_offset_ms(body.offset_ms);
+    tracing::warn!(offset_ms = body.offset_ms, "clock skew set by a test hook");
+    Ok(Json(serde_json::json!({"offsetMs": body.offset_ms})))
+}

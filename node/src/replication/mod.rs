@@ -168,7 +168,10 @@ impl Cluster {
 
     /// Publishes a peer going up or down.
     fn peer_changed(&self, peer: &Peer, alive: bool) {
-        self.hub.publish("peer", serde_json::json!({"id": peer.id.to_string(), "alive": alive}));
+        self.hub.publish(
+            "peer",
+            serde_json::json!({"id": peer.id.to_string(), "alive": alive}),
+        );
         self.convergence_changed();
     }
 
@@ -183,9 +186,15 @@ impl Cluster {
             let live = s.conn.is_some();
             let same = live && s.digest == Some(ours);
             all &= same;
-            peers.insert(p.id.to_string(), serde_json::json!({"alive": live, "sameDigest": same}));
+            peers.insert(
+                p.id.to_string(),
+                serde_json::json!({"alive": live, "sameDigest": same}),
+            );
         }
-        let mut last = self.last_convergence.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = self
+            .last_convergence
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if *last != Some(all) {
             *last = Some(all);
             self.hub.publish("convergence", serde_json::json!({"converged": all, "digest": crate::api::system::hex(&ours), "peers": peers}));
@@ -376,7 +385,11 @@ impl Cluster {
         let first = wire::expect_msg(&mut recv, Duration::from_secs(10)).await?;
         peer.seen();
         match first {
-            Msg::Pull { vv, digest, connected } => sync::serve_pull(self, peer, send, vv, digest, connected).await,
+            Msg::Pull {
+                vv,
+                digest,
+                connected,
+            } => sync::serve_pull(self, peer, send, vv, digest, connected).await,
             Msg::RepairStart { roots } => sync::serve_repair(self, peer, send, recv, roots).await,
             Msg::RightsRequest { sku, units, vv } => {
                 rights::serve_rights(self, peer, send, sku, units, vv).await
