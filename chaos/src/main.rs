@@ -3,6 +3,11 @@
 //! checkers, and a report. Exit 0 valid, 1 invalid, 2 unknown.
 
 use std::path::PathBuf;
+
+/// The same allocator as the node: the harness shares the machine's cores
+/// with the nodes it measures, so it should spend as little as they do.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::Duration;
 
 use clap::Parser;

@@ -30,6 +30,15 @@ const main = document.getElementById('app');
 let current = null;
 let navigated = false;
 
+/** A path segment, decoded; left as it is when it is not valid %-encoding. */
+function decode(segment) {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
 /** Mounts the view the location hash names (default: the cluster view). */
 function route() {
   const raw = location.hash.replace(/^#/, '') || '/cluster';
@@ -48,7 +57,7 @@ function route() {
   }
   const [m, , view] = found;
   const ctx = {
-    params: m.slice(1).map(decodeURIComponent),
+    params: m.slice(1).map(decode),
     query: new URLSearchParams(search),
     signal: current.signal,
   };
@@ -98,7 +107,7 @@ function tokenPanel() {
 
 function header() {
   const name = h('span', { class: 'node-name' }, '');
-  const live = h('span', { class: 'live', dataset: { live: 'off' }, title: 'Event stream' }, 'offline');
+  const live = h('span', { class: 'live', dataset: { live: 'off' }, title: 'Event stream' }, 'connecting');
   events.addEventListener('status', (e) => {
     live.dataset.live = e.detail ? 'on' : 'off';
     live.textContent = e.detail ? 'live' : 'reconnecting';

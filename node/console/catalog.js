@@ -121,7 +121,7 @@ export async function product(root, { params: [id], signal }) {
       replace(info, productInfo(p));
       replace(stock, stockSection(inv));
       replace(history, historySection(hist.prices, p.currency));
-      if (!buy.firstChild) buy.append(...cartForm(p));
+      if (!buy.firstChild) append(buy, cartForm(p));
     } catch (e) {
       if (!signal.aborted) replace(info, errorBox(e));
     }
@@ -166,7 +166,7 @@ function historySection(prices, currency) {
   const points = prices.map((p) => ({ at: new Date(p.at), price: Number(p.price) }));
   return [
     h('h2', { id: 'history-h' }, 'Price history'),
-    points.length ? h('figure', { class: 'chart-box' }, stepChart(points, currency), h('figcaption', { class: 'muted' }, 'Last-writer-wins winners, oldest first; each price holds until the next.')) : null,
+    points.length ? h('figure', { class: 'chart-box price-chart' }, stepChart(points, currency), h('figcaption', { class: 'muted' }, 'Last-writer-wins winners, oldest first; each price holds until the next.')) : null,
     table(['When', 'Price', 'Reason', 'Written by'], prices.map((p) => [when(p.at), money(p.price, p.currency), p.reason ?? '—', p.node])),
   ];
 }

@@ -48,6 +48,7 @@ function check(r) {
   if (typeof r.verdicts !== 'object' || r.verdicts === null) throw new Error('"verdicts" must be an object');
 }
 
+const known = (v) => v !== null && v !== undefined;
 const validity = (v) => (v === true ? badge('valid', 'ok') : v === false ? badge('invalid', 'fail') : badge('unknown', 'unknown'));
 const secs = (ms) => `${(ms / 1000).toFixed(ms < 10000 ? 2 : 1)} s`;
 
@@ -61,14 +62,15 @@ function render(r, name) {
         `${r.ops.length} operations (${counts.ok} ok, ${counts.fail} failed, ${counts.info} indeterminate) · ${r.faults.length} faults`)),
     h('ul', { class: 'verdicts' }, verdicts.map(([k, v]) => h('li', { dataset: { valid: String(v.valid) } },
       h('div', {}, h('strong', {}, k), ' ', validity(v.valid)), h('p', {}, v.summary ?? '')))),
-    h('figure', { class: 'chart-box timeline' }, timeline(r), legend(r)),
+    h('figure', { class: 'chart-box timeline' }, h('div', { class: 'scroll-x' }, timeline(r)), legend(r)),
     h('h2', {}, 'Faults'),
-    table(['From', 'To', 'Kind', 'Detail'], r.faults.map((f) => [secs(f.startMs), secs(f.endMs), h('span', { class: 'kind', dataset: { kind: f.kind } }, f.kind), f.detail ?? ''])),
+    table(['From', 'To', 'Kind', 'Detail'], r.faults.map((f) => [secs(f.startMs), secs(f.endMs), h('span', { class: `kind k-${KINDS.includes(f.kind) ? f.kind : 'other'}` }, f.kind), f.detail ?? ''])),
     h('h2', {}, 'Convergence after each heal'),
-    table(['Healed at', 'Converged at', 'Took'], r.convergence.map((c) => [
+    table(['Healed', 'At', 'Converged at', 'Took'], r.convergence.map((c) => [
+      c.fault ?? '—',
       secs(c.healMs),
-      c.convergedMs === null || c.convergedMs === undefined ? h('strong', { class: 'fail-text' }, 'never') : secs(c.convergedMs),
-      c.tookMs === null || c.tookMs === undefined ? '—' : `${c.tookMs} ms`,
+      known(c.convergedMs) ? secs(c.convergedMs) : h('strong', { class: 'fail-text' }, 'never'),
+      known(c.tookMs) ? `${Math.round(c.tookMs)} ms` : '—',
     ])),
   ];
 }
@@ -92,23 +94,30 @@ function sample(ops) {
   return fails.concat(oks.filter((_, i) => i % stride === 0));
 }
 
+/** An operation's latency in ms; null when it never completed (such
+ * operations are drawn on the top edge). */
+function latency(o) {
+  return o.latencyMs ?? (known(o.endMs) ? o.endMs - o.startMs : null);
+}
+
 function timeline(r) {
   const W = 960, L = 60, R = 16, LANE = 20;
   const faultLanes = lanes(r.faults);
   const nLanes = Math.max(1, ...faultLanes.map((l) => l + 1));
   const top = 8, plotTop = top + nLanes * LANE + 22, plotH = 240, H = plotTop + plotH + 34;
   const x = linear(0, r.durationMs, L, W - R);
-  const lat = (o) => o.latencyMs ?? Math.max(0, o.endMs - o.startMs);
-  const lats = r.ops.map(lat).filter((v) => v > 0);
-  const lo = 10 ** Math.floor(Math.log10(Math.max(0.01, Math.min(1, ...lats))));
-  const hi = 10 ** Math.ceil(Math.log10(Math.max(lo * 10, ...lats)));
+  const lats = r.ops.map(latency).filter((v) => v > 0);
+  const least = lats.reduce((m, v) => Math.min(m, v), 1);
+  const most = lats.reduce((m, v) => Math.max(m, v), 0);
+  const lo = 10 ** Math.floor(Math.log10(Math.max(0.01, least)));
+  const hi = 10 ** Math.ceil(Math.log10(Math.max(lo * 10, most)));
   const y = log10(lo, hi, plotTop + plotH, plotTop);
   const decades = [];
   for (let v = lo; v <= hi * 1.0001; v *= 10) decades.push(v);
   const shown = sample(r.ops);
   const heals = r.convergence;
   const label = `Timeline of ${secs(r.durationMs)}: ${r.faults.length} faults, ${r.ops.length} operations, `
-    + `${heals.length} heals${heals.length ? `, slowest convergence ${Math.max(...heals.map((c) => c.tookMs ?? 0))} ms` : ''}`;
+    + `${heals.length} heals${heals.length ? `, slowest convergence ${Math.round(Math.max(...heals.map((c) => c.tookMs ?? 0)))} ms` : ''}`;
   return chart(W, H, label,
     // Faults: a band in its lane, and a faint wash over the plot.
     r.faults.map((f, i) => {
@@ -118,26 +127,28 @@ function timeline(r) {
         s('title', {}, `${f.kind} ${secs(f.startMs)}–${secs(f.endMs)}${f.detail ? `: ${f.detail}` : ''}`),
         s('rect', { x: x0, y: plotTop, width: w, height: plotH, class: 'wash' }),
         s('rect', { x: x0, y: ly, width: w, height: LANE - 4, rx: 3, class: 'band' }),
-        w > 60 ? s('text', { x: x0 + 4, y: ly + LANE - 8, class: 'band-label' }, f.kind) : null);
+        w > f.kind.length * 7 + 8 ? s('text', { x: x0 + 4, y: ly + LANE - 8, class: 'band-label' }, f.kind) : null);
     }),
     yAxis(y, decades, L, W - R, (v) => (v >= 1000 ? `${v / 1000} s` : `${v} ms`)),
     xAxis(x, ticks(0, r.durationMs, 8), plotTop + plotH, (v) => `${v / 1000} s`),
     s('text', { x: 12, y: plotTop + plotH / 2, class: 'axis-title', transform: `rotate(-90 12 ${plotTop + plotH / 2})`, 'text-anchor': 'middle' }, 'latency'),
     s('g', { class: 'ops' }, shown.map((o) => s('circle', {
-      cx: x(o.startMs), cy: y(Math.max(lo, lat(o))), r: o.type === 'ok' ? 2.2 : 3.2, class: `op ${OUTCOMES.includes(o.type) ? o.type : 'info'}`,
+      cx: x(o.startMs), cy: y(known(latency(o)) ? Math.max(lo, latency(o)) : hi), r: o.type === 'ok' ? 2.2 : 3.2, class: `op ${OUTCOMES.includes(o.type) ? o.type : 'info'}`,
     }))),
     // Convergence: the heal, a bracket to the moment of agreement, the time it took.
     heals.map((c) => {
       const hx = x(c.healMs);
-      const done = c.convergedMs !== null && c.convergedMs !== undefined;
+      const done = known(c.convergedMs);
       const cx = done ? x(c.convergedMs) : W - R;
       const by = plotTop - 10;
       return s('g', { class: `heal${done ? '' : ' never'}` },
-        s('title', {}, done ? `healed at ${secs(c.healMs)}, converged ${c.tookMs} ms later` : `healed at ${secs(c.healMs)}, never converged`),
+        s('title', {}, `${c.fault ?? 'heal'} at ${secs(c.healMs)}: ${done ? `converged ${Math.round(c.tookMs)} ms later` : 'never converged'}`),
         s('line', { x1: hx, x2: hx, y1: by, y2: plotTop + plotH, class: 'heal-line' }),
         s('line', { x1: hx, x2: cx, y1: by, y2: by, class: 'bracket' }),
         s('path', { d: `M${cx},${by - 5}l5,5l-5,5l-5,-5z`, class: 'converged' }),
-        s('text', { x: cx + 7, y: by + 4, class: 'took' }, done ? `${c.tookMs} ms` : 'never'));
+        // Near the right edge the label goes to the left of its marker.
+        s('text', { x: cx > W - 70 ? cx - 8 : cx + 7, y: by + 4, class: 'took', 'text-anchor': cx > W - 70 ? 'end' : 'start' },
+          done ? `${Math.round(c.tookMs)} ms` : 'never'));
     }));
 }
 
@@ -148,5 +159,6 @@ function legend(r) {
     kinds.map((k) => h('span', { class: `key fault-key k-${k}` }, k)),
     OUTCOMES.map((t) => h('span', { class: `key op-key ${t}` }, `${t} op`)),
     h('span', { class: 'key heal-key' }, 'heal → converged'),
+    r.ops.some((o) => !known(latency(o))) ? h('span', { class: 'muted' }, 'on the top edge: never completed') : null,
     shown < r.ops.length ? h('span', { class: 'muted' }, `showing ${shown} of ${r.ops.length} operations (all failures kept)`) : null);
 }

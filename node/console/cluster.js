@@ -2,7 +2,8 @@
 // HTTP — reachable or not, version vector, digest, replication lag, delta
 // log and peer liveness — under a banner that says whether all digests agree.
 // It refreshes on the node's events (digest, convergence, peer, delta) and
-// polls as a fallback. Below, the diff of two nodes (`#/diff/{a}/{b}`).
+// polls as a fallback. Below, the diff of two nodes (`#/diff/{a}/{b}`),
+// with the lines in which the two values of a key differ highlighted.
 
 import { get, onEvents, qs } from './api.js';
 import { badge, bytes, errorBox, facts, h, loading, replace, short, table } from './dom.js';
@@ -10,6 +11,8 @@ import { badge, bytes, errorBox, facts, h, loading, replace, short, table } from
 const POLL_MS = 1500;
 const SHOWN_RANGES = 64;
 const SHOWN_KEYS = 100;
+// Line-diff highlighting is skipped for values whose line counts multiply past this.
+const LINE_DIFF_LIMIT = 250_000;
 
 export async function view(root, { params, signal }) {
   const [a, b] = params;
@@ -135,14 +138,41 @@ function renderDiff(d) {
     h('h3', {}, `${d.keys.length} differing key${d.keys.length === 1 ? '' : 's'}`),
     h('div', { class: 'table-wrap' }, h('table', { class: 'diff-keys' },
       h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Key'), h('th', { scope: 'col' }, `On ${d.a}`), h('th', { scope: 'col' }, `On ${d.b}`))),
-      h('tbody', {}, d.keys.slice(0, SHOWN_KEYS).map((k) => h('tr', {},
-        h('th', { scope: 'row' }, h('span', { class: 'muted' }, k.keyspace), h('br'), h('code', {}, k.key)),
-        h('td', {}, value(k.a)),
-        h('td', {}, value(k.b))))))),
+      h('tbody', {}, d.keys.slice(0, SHOWN_KEYS).map(keyRow)))),
     d.keys.length > SHOWN_KEYS ? h('p', { class: 'muted' }, `and ${d.keys.length - SHOWN_KEYS} more keys`) : null);
   return out;
 }
 
-function value(v) {
-  return v === null || v === undefined ? h('em', { class: 'muted' }, 'absent') : h('pre', { class: 'json' }, JSON.stringify(v, null, 2));
+function keyRow(k) {
+  const [a, b] = [k.a, k.b].map((v) => (v === null || v === undefined ? null : JSON.stringify(v, null, 2).split('\n')));
+  const [ca, cb] = a && b ? changedLines(a, b) : [new Set(), new Set()];
+  return h('tr', {},
+    h('th', { scope: 'row' }, h('span', { class: 'muted' }, k.keyspace), h('br'), h('code', {}, k.key)),
+    h('td', {}, value(a, ca)),
+    h('td', {}, value(b, cb)));
+}
+
+function value(lines, changed) {
+  if (!lines) return h('em', { class: 'muted' }, 'absent');
+  return h('pre', { class: 'json' }, lines.map((line, i) => h('span', { class: changed.has(i) ? 'chg' : null }, line)));
+}
+
+/** The indexes of the lines of `a` and of `b` outside their longest common
+ * subsequence: what one side has that the other lacks. */
+function changedLines(a, b) {
+  const n = a.length, m = b.length;
+  if (n * m > LINE_DIFF_LIMIT) return [new Set(), new Set()];
+  // t[i][j]: length of the longest common subsequence of a[i..] and b[j..].
+  const t = Array.from({ length: n + 1 }, () => new Uint32Array(m + 1));
+  for (let i = n - 1; i >= 0; i--) {
+    for (let j = m - 1; j >= 0; j--) t[i][j] = a[i] === b[j] ? t[i + 1][j + 1] + 1 : Math.max(t[i + 1][j], t[i][j + 1]);
+  }
+  const ca = new Set(), cb = new Set();
+  let i = 0, j = 0;
+  while (i < n && j < m) {
+    if (a[i] === b[j]) { i++; j++; } else if (t[i + 1][j] >= t[i][j + 1]) ca.add(i++); else cb.add(j++);
+  }
+  while (i < n) ca.add(i++);
+  while (j < m) cb.add(j++);
+  return [ca, cb];
 }

@@ -99,13 +99,14 @@ export async function detail(root, { params: [id], signal }) {
   const live = h('p', { class: 'live-note', role: 'status' });
   const body = h('div', {});
   const buttons = MOVES.map(([move, label]) => h('button', {
-    type: 'button', dataset: { move },
+    type: 'button', dataset: { move }, class: move === 'cancel' ? 'secondary' : null,
     on: { click: () => act(move, label) },
   }, label));
   root.append(h('p', {}, h('a', { href: '#/orders' }, '← Orders')), head,
     h('div', { class: 'moves', role: 'group', 'aria-label': 'Status moves' }, buttons), out, live, body);
 
   let status = null;
+  const names = new Map();
   const show = (o) => {
     status = o.status;
     replace(head, h('h1', {}, 'Order ', h('code', {}, short(o.id, 13)), ' ', h('span', { id: 'order-status' }, badge(o.status))));
@@ -118,7 +119,7 @@ export async function detail(root, { params: [id], signal }) {
         ['Total', money(o.total, o.currency)],
       ]),
       table(['Product', 'SKU', 'Qty', 'Unit price', 'Subtotal'], o.lineItems.map((l) => [
-        h('a', { href: `#/product/${l.productId}` }, short(l.productId, 8)), h('code', {}, l.sku), String(l.quantity),
+        h('a', { href: `#/product/${l.productId}` }, names.get(l.productId) ?? short(l.productId, 8)), h('code', {}, l.sku), String(l.quantity),
         money(l.unitPrice, o.currency), money(Math.round(l.unitPrice * l.quantity * 100) / 100, o.currency),
       ]), 'Lines'),
       h('h2', {}, 'Ships to'),
@@ -142,6 +143,7 @@ export async function detail(root, { params: [id], signal }) {
     const before = status;
     try {
       const o = await get(`/orders/${encodeURIComponent(id)}`);
+      await productNames(o, names);
       if (signal.aborted) return;
       show(o);
       if (before && before !== o.status) replace(live, `Status changed to ${o.status} (live).`);
@@ -153,9 +155,17 @@ export async function detail(root, { params: [id], signal }) {
   await load();
 }
 
+/** Fills `names` (product id → name) for the order's lines not yet in it;
+ * a product since deleted keeps showing by id. */
+async function productNames(order, names) {
+  const missing = order.lineItems.map((l) => l.productId).filter((p) => !names.has(p));
+  const found = await Promise.allSettled(missing.map((p) => get(`/products/${encodeURIComponent(p)}`)));
+  found.forEach((r, i) => { if (r.status === 'fulfilled') names.set(missing[i], r.value.name); });
+}
+
 function address(a) {
-  return h('address', {}, [a.name, a.line1, a.line2, [a.postalCode, a.city].join(' '), a.region, a.country]
-    .filter(Boolean).map((line) => [line, h('br')]));
+  const place = [[a.city, a.region].filter(Boolean).join(', '), a.postalCode].join(' ');
+  return h('address', {}, [a.name, a.line1, a.line2, place, a.country].filter(Boolean).map((line) => [line, h('br')]));
 }
 
 // ------------------------------------------------------------------ carts
@@ -209,7 +219,7 @@ export async function cart(root, { params: [id], signal }) {
       const products = await Promise.allSettled(c.items.map((i) => get(`/products/${i.productId}`)));
       if (signal.aborted) return;
       replace(lines, c.items.length ? cartLines(c, products.map((r) => r.value ?? null), change) : h('p', {}, 'The cart is empty. ', h('a', { href: '#/catalog' }, 'Browse the catalog.')));
-      if (c.items.length && !checkout.firstChild) checkout.append(...checkoutForm(id, out, signal));
+      if (c.items.length && !checkout.firstChild) append(checkout, checkoutForm(id, out, signal));
       if (!c.items.length) checkout.replaceChildren();
     } catch (e) {
       if (!signal.aborted) replace(lines, errorBox(e));

@@ -87,7 +87,7 @@ export function stepChart(points, currency) {
   const label = `Price over time in ${currency}: ${points.length} price${points.length === 1 ? '' : 's'}, `
     + `now ${priceFmt(points[points.length - 1].price)}`;
   return chart(W, H, label,
-    yAxis(y, ticks(lo, hi, 4), L, W - R, priceFmt),
+    yAxis(y, ticks(lo, hi, 5), L, W - R, priceFmt),
     xAxis(x, ticks(t0, t1, 4), H - B, timeFmt),
     s('path', { d, class: 'step' }),
     points.map((p) => s('circle', { cx: x(p.at.getTime()), cy: y(p.price), r: 4, class: 'step-point' },

@@ -60,11 +60,18 @@ struct Header {
     typ: Option<String>,
 }
 
-/// Signs and checks tokens with the cluster secret.
+/// Signs and checks tokens with the cluster secret. Tokens already checked
+/// are remembered (by their full text, so a changed byte is a miss), which
+/// spares clients that reuse a token a signature check per request; expiry is
+/// still checked on every use.
 #[derive(Clone)]
 pub struct TokenKey {
     secret: Vec<u8>,
+    checked: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Claims>>>,
 }
+
+/// Most tokens remembered at once.
+const CHECKED_CAPACITY: usize = 10_000;
 
 impl std::fmt::Debug for TokenKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -78,7 +85,10 @@ pub const LEEWAY_SECS: u64 = 30;
 impl TokenKey {
     /// A key over the cluster secret.
     pub fn new(secret: Vec<u8>) -> Self {
-        Self { secret }
+        Self {
+            secret,
+            checked: Default::default(),
+        }
     }
 
     fn mac(&self) -> HmacSha256 {
@@ -100,6 +110,29 @@ impl TokenKey {
 
     /// Checks a token at time `now_secs` and returns its claims.
     pub fn verify(&self, token: &str, now_secs: u64) -> Result<Claims, TokenError> {
+        let cached = self
+            .checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(token)
+            .cloned();
+        if let Some(c) = cached {
+            return if c.exp.saturating_add(LEEWAY_SECS) < now_secs {
+                Err(TokenError::Expired)
+            } else {
+                Ok(c)
+            };
+        }
+        let claims = self.verify_uncached(token, now_secs)?;
+        let mut g = self.checked.lock().unwrap_or_else(|p| p.into_inner());
+        if g.len() >= CHECKED_CAPACITY {
+            g.clear();
+        }
+        g.insert(token.to_string(), claims.clone());
+        Ok(claims)
+    }
+
+    fn verify_uncached(&self, token: &str, now_secs: u64) -> Result<Claims, TokenError> {
         let mut parts = token.split('.');
         let (Some(h), Some(b), Some(s), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())

@@ -2,6 +2,11 @@
 
 use clap::Parser;
 
+/// mimalloc instead of glibc's allocator: measured, glibc spent a quarter of
+/// the node's CPU in malloc and free under concurrent requests.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     concord_node::clock::init_from_env();
     tracing_subscriber::fmt()

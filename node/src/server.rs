@@ -46,6 +46,7 @@ pub struct RunningNode {
     background_stop: Trigger,
     http_task: tokio::task::JoinHandle<()>,
     tasks: JoinSet<()>,
+    flusher: crate::storage::Flusher,
 }
 
 /// Starts a node; returns once the store is open and the API listens. The
@@ -78,10 +79,10 @@ pub async fn start(opts: NodeOptions) -> anyhow::Result<RunningNode> {
 
     let (background_stop, background) = shutdown::pair();
     let mut tasks = JoinSet::new();
-    tasks.spawn(store.clone().run_flusher(
-        |s| ::metrics::histogram!(crate::metrics::FLUSH_BATCH).record(s.batches as f64),
-        background.clone(),
-    ));
+    let flusher = store.start_flusher(|s| {
+        ::metrics::histogram!(crate::metrics::FLUSH_BATCH).record(s.batches as f64);
+        ::metrics::histogram!(crate::metrics::FLUSH_LATENCY).record(s.took.as_secs_f64());
+    });
     {
         let (search, engine) = (search.clone(), engine.clone());
         tasks.spawn(async move {
@@ -153,6 +154,7 @@ pub async fn start(opts: NodeOptions) -> anyhow::Result<RunningNode> {
         background_stop,
         http_task,
         tasks,
+        flusher,
     })
 }
 
@@ -175,5 +177,8 @@ impl RunningNode {
                 }
             }
         }
+        // Last: flush whatever the stopped tasks staged.
+        let flusher = self.flusher;
+        let _ = tokio::task::spawn_blocking(move || flusher.stop()).await;
     }
 }

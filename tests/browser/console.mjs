@@ -24,7 +24,11 @@ if (!base) {
   console.error('usage: node console.mjs <base-url> [screenshot-dir]');
   process.exit(2);
 }
-const token = process.env.CONCORD_TOKEN ?? '';
+const token = process.env.CONCORD_TOKEN;
+if (!token) {
+  console.error('CONCORD_TOKEN must hold an admin token');
+  process.exit(2);
+}
 const shots = resolve(shotArg ?? 'target/screenshots');
 const fixture = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'chaos-report.json');
 const DESKTOP = { width: 1280, height: 800 };
@@ -38,11 +42,16 @@ const log = (msg) => console.log(`# ${msg}`);
 
 const lines = createInterface({ input: process.stdin });
 const waiting = [];
+let stdinOpen = true;
 lines.on('line', (l) => waiting.shift()?.(l.trim()));
-lines.on('close', () => { for (const w of waiting.splice(0)) w('closed'); });
+lines.on('close', () => {
+  stdinOpen = false;
+  for (const w of waiting.splice(0)) w('stdin closed');
+});
 
 /** Prints a command for the Rust side and waits (bounded) for its `ok`. */
 function ask(command, timeoutMs = 20000) {
+  if (!stdinOpen) return Promise.reject(new Error(`${command}: stdin closed`));
   return new Promise((resolveAsk, reject) => {
     const timer = setTimeout(() => reject(new Error(`no answer to ${command} within ${timeoutMs} ms`)), timeoutMs);
     waiting.push((answer) => {

@@ -4,6 +4,7 @@
 #![allow(missing_docs)]
 
 mod api;
+mod browser;
 mod config_cli;
 mod durability;
 mod replication;

@@ -10,6 +10,11 @@
 //! PostgreSQL's pgbench in the same run and writes the tables.
 
 use std::sync::Arc;
+
+/// The same allocator as the node: the load generator shares the machine's cores
+/// with the nodes it measures, so it should spend as little as they do.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 

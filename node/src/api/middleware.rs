@@ -1,5 +1,6 @@
-//! Request middleware: per-IP rate limiting (429), the global body limit
-//! (413, checked on `Content-Length` before reading), and request metrics.
+//! Request middleware, in one layer: per-IP rate limiting (429), the global
+//! body limit (413, checked on `Content-Length` before reading), and request
+//! metrics by route.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -7,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -57,16 +58,59 @@ impl RateLimiter {
     }
 }
 
-/// Refuses a client over its rate with 429 and `Retry-After`.
-pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Per (route, method): the latency histogram and a counter per status,
+/// registered once, so recording a request allocates nothing.
+#[derive(Default)]
+pub struct RequestMetrics {
+    handles: Mutex<HashMap<String, HashMap<Method, RouteMetrics>>>,
+}
+
+struct RouteMetrics {
+    latency: ::metrics::Histogram,
+    by_status: HashMap<u16, ::metrics::Counter>,
+}
+
+impl RequestMetrics {
+    fn record(&self, route: &str, method: &Method, status: u16, seconds: f64) {
+        let mut g = self.handles.lock().unwrap_or_else(|p| p.into_inner());
+        if !g.contains_key(route) {
+            g.insert(route.to_string(), HashMap::new());
+        }
+        let Some(by_method) = g.get_mut(route) else {
+            return;
+        };
+        let rm = by_method.entry(method.clone()).or_insert_with(|| RouteMetrics {
+            latency: ::metrics::histogram!(m::HTTP_LATENCY, "route" => route.to_string(), "method" => method.to_string()),
+            by_status: HashMap::new(),
+        });
+        rm.latency.record(seconds);
+        rm.by_status
+            .entry(status)
+            .or_insert_with(|| {
+                ::metrics::counter!(m::HTTP_REQUESTS, "route" => route.to_string(), "method" => method.to_string(), "status" => status.to_string())
+            })
+            .increment(1);
+    }
+}
+
+/// Every request passes here once: the per-IP rate limit (429 with
+/// `Retry-After`), the body limit on a declared `Content-Length` (413, before
+/// reading), then the handler, then the request's metrics.
+pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
     let ip = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    if let Some(ip) = ip
-        && let Err(wait) = state.limiter.check(ip)
-    {
-        return ApiError {
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = req.method().clone();
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let resp = if let Some(wait) = ip.and_then(|ip| state.limiter.check(ip).err()) {
+        ApiError {
             retry_after: Some(wait),
             ..ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -74,20 +118,9 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
                 "too many requests from this address",
             )
         }
-        .into_response();
-    }
-    next.run(req).await
-}
-
-/// Refuses a declared body above the limit before reading it.
-pub async fn body_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > state.config.http.max_body_bytes as u64) {
-        return ApiError::new(
+        .into_response()
+    } else if declared.is_some_and(|n| n > state.config.http.max_body_bytes as u64) {
+        ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
             format!(
@@ -95,25 +128,15 @@ pub async fn body_limit(State(state): State<AppState>, req: Request, next: Next)
                 state.config.http.max_body_bytes
             ),
         )
-        .into_response();
-    }
-    next.run(req).await
-}
-
-/// Counts requests and their latency by route.
-pub async fn track(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().as_str().to_string();
-    let t = Instant::now();
-    let resp = next.run(req).await;
-    let status = resp.status().as_u16().to_string();
-    ::metrics::histogram!(m::HTTP_LATENCY, "route" => route.clone(), "method" => method.clone())
-        .record(t.elapsed().as_secs_f64());
-    ::metrics::counter!(m::HTTP_REQUESTS, "route" => route, "method" => method, "status" => status)
-        .increment(1);
+        .into_response()
+    } else {
+        next.run(req).await
+    };
+    state.request_metrics.record(
+        route.as_ref().map(|r| r.as_str()).unwrap_or("unmatched"),
+        &method,
+        resp.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     resp
 }

@@ -52,6 +52,8 @@ pub struct AppInner {
     pub metrics: PrometheusHandle,
     /// Per-IP rate limit.
     pub limiter: middleware::RateLimiter,
+    /// Request metrics handles.
+    pub request_metrics: middleware::RequestMetrics,
     /// The OpenAPI document, rendered once.
     pub openapi: String,
     /// Server-sent events.
@@ -190,6 +192,7 @@ pub fn router(parts: RouterParts) -> Router {
             parts.config.http.rate_limit_per_sec,
             parts.config.http.rate_limit_burst,
         ),
+        request_metrics: middleware::RequestMetrics::default(),
         config: parts.config,
         cluster: parts.cluster,
         metrics: parts.metrics,
@@ -210,13 +213,8 @@ pub fn router(parts: RouterParts) -> Router {
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            middleware::body_limit,
+            middleware::gate,
         ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::rate_limit,
-        ))
-        .layer(axum::middleware::from_fn(middleware::track))
         .with_state(state)
 }
 
