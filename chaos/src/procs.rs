@@ -29,6 +29,8 @@ pub struct Spec {
     pub extra_toml: String,
     /// Environment for every node process (say `CONCORD_CLOCK_SKEW_MS`).
     pub env: Vec<(String, String)>,
+    /// Embedding dimension of the cluster.
+    pub embedding_dim: usize,
 }
 
 impl Default for Spec {
@@ -38,6 +40,7 @@ impl Default for Spec {
             proxies: false,
             extra_toml: "[http]\nrate_limit_per_sec = 0\n".into(),
             env: Vec::new(),
+            embedding_dim: 64,
         }
     }
 }

@@ -89,6 +89,9 @@ fn state_key(key: &Key) -> Vec<u8> {
     k
 }
 
+/// One staged batch: keys to set (`Some`) or remove (`None`).
+type Ops = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
 /// What was on disk when the store opened.
 pub struct Loaded {
     /// This store's actor.
@@ -113,7 +116,7 @@ pub struct Store {
     wake: std::sync::Condvar,
     closing: std::sync::atomic::AtomicBool,
     /// Staged batches not yet applied, with their tickets, in ticket order.
-    queue: std::sync::Mutex<Vec<(u64, Vec<(Vec<u8>, Option<Vec<u8>>)>)>>,
+    queue: std::sync::Mutex<Vec<(u64, Ops)>>,
     /// The highest ticket on disk (a fast path for readers).
     durable_ticket: AtomicU64,
 }
@@ -256,7 +259,7 @@ impl Store {
         logged: impl IntoIterator<Item = &'a crdt_core::delta_log::LoggedDelta>,
         dropped: impl IntoIterator<Item = &'a Dot>,
     ) -> Result<u64, StorageError> {
-        let mut ops: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::with_capacity(4);
+        let mut ops: Ops = Vec::with_capacity(4);
         for key in keys {
             ops.push((state_key(key), replica.state().encode_entry(key)));
         }
