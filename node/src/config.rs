@@ -90,8 +90,6 @@ pub struct RawHttp {
 pub struct RawReplication {
     /// Bound of the delta log, MiB.
     pub delta_log_mib: Option<usize>,
-    /// Longest a pushed delta waits to be batched, ms.
-    pub push_batch_ms: Option<u64>,
     /// Anti-entropy period, ms (jittered).
     pub anti_entropy_ms: Option<u64>,
     /// How long a stock-rights request waits for an answer, ms.
@@ -144,8 +142,6 @@ pub struct HttpConfig {
 pub struct ReplicationConfig {
     /// Bound of the delta log, bytes.
     pub delta_log_bytes: usize,
-    /// Push batching window, ms.
-    pub push_batch_ms: u64,
     /// Anti-entropy period, ms.
     pub anti_entropy_ms: u64,
     /// Stock-rights request timeout, ms.
@@ -280,7 +276,6 @@ impl ClusterConfig {
         let r = raw.replication.as_ref();
         let replication = ReplicationConfig {
             delta_log_bytes: r.and_then(|r| r.delta_log_mib).unwrap_or(256) << 20,
-            push_batch_ms: r.and_then(|r| r.push_batch_ms).unwrap_or(5),
             anti_entropy_ms: r.and_then(|r| r.anti_entropy_ms).unwrap_or(1_000),
             rights_timeout_ms: r.and_then(|r| r.rights_timeout_ms).unwrap_or(500),
             max_clock_drift_ms: r.and_then(|r| r.max_clock_drift_ms).unwrap_or(60_000),
@@ -289,12 +284,6 @@ impl ClusterConfig {
             return Err(invalid(
                 "replication.delta_log_mib",
                 "must be at least 1".into(),
-            ));
-        }
-        if !(1..=1_000).contains(&replication.push_batch_ms) {
-            return Err(invalid(
-                "replication.push_batch_ms",
-                "must be within 1..=1000".into(),
             ));
         }
         if !(50..=600_000).contains(&replication.anti_entropy_ms) {

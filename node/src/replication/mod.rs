@@ -7,9 +7,10 @@
 //! - per connection, a stream loop that serves the peer's pushes and requests;
 //! - the fan-out: every applied delta — local, or merged from a peer the
 //!   target cannot reach directly — goes to each peer's bounded queue;
-//! - per peer, a sender that batches its queue (≤ `push_batch_ms`) onto one
-//!   uni stream; and an anti-entropy loop that pulls on every (re)connection
-//!   and every `anti_entropy_ms` with jitter;
+//! - per peer, a sender that writes what its queue holds onto one uni stream
+//!   at a time (sent at once when idle; batched while a push is in flight);
+//!   and an anti-entropy loop that pulls on every (re)connection and every
+//!   `anti_entropy_ms` with jitter;
 //! - a truncation ticker that drops logged deltas every peer has.
 
 pub mod peer;
@@ -455,22 +456,23 @@ impl Cluster {
         mut rx: tokio::sync::mpsc::Receiver<Arc<[u8]>>,
         shutdown: Shutdown,
     ) {
-        let window = Duration::from_millis(self.cfg.push_batch_ms);
         loop {
             let first = tokio::select! {
                 d = rx.recv() => match d { Some(d) => d, None => break },
                 _ = shutdown.wait() => break,
             };
+            // No timer: a delta goes out at once when the link is idle, and
+            // whatever queued up while the previous push was in flight goes
+            // out together with it — batches grow with load, never with delay.
             let mut batch = vec![first.to_vec()];
             let mut size = batch[0].len();
-            let until = tokio::time::Instant::now() + window;
             while size < 512 << 10 {
-                tokio::select! {
-                    d = rx.recv() => match d {
-                        Some(d) => { size += d.len(); batch.push(d.to_vec()); }
-                        None => break,
-                    },
-                    _ = tokio::time::sleep_until(until) => break,
+                match rx.try_recv() {
+                    Ok(d) => {
+                        size += d.len();
+                        batch.push(d.to_vec());
+                    }
+                    Err(_) => break,
                 }
             }
             let Some(conn) = peer.conn() else {
