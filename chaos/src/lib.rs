@@ -10,9 +10,11 @@
 #![forbid(unsafe_code)]
 
 pub mod checkers;
+pub mod faults;
 pub mod history;
 pub mod loadgen;
 pub mod nemesis;
+pub mod observe;
 pub mod procs;
 pub mod proxy;
 pub mod report;

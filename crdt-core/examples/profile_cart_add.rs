@@ -6,6 +6,9 @@ use crdt_core::money::{Currency, Money};
 use crdt_core::{Actor, CartId, NodeId, Op, ProductId, Replica, ReplicaConfig};
 use uuid::Uuid;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let carts: usize = std::env::args()
         .nth(1)

@@ -59,8 +59,10 @@ impl LineSibling {
 /// One cart.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CartEntry {
-    /// The customer the cart is bound to, if a customer has written to it.
-    pub owner: Option<CartOwner>,
+    /// The customer the cart is bound to, if a customer has written to it
+    /// (boxed: most carts a benchmark or an admin writes have none, and a
+    /// smaller entry keeps more carts in cache).
+    pub owner: Option<Box<CartOwner>>,
     /// Live siblings, sorted by (product, dot).
     siblings: Vec<LineSibling>,
 }
@@ -119,9 +121,9 @@ impl CartEntry {
     /// Joins an owner (first writer wins: the smaller stamp).
     pub fn join_owner(&mut self, other: Option<&CartOwner>) {
         if let Some(o) = other
-            && self.owner.as_ref().is_none_or(|m| o < m)
+            && self.owner.as_deref().is_none_or(|m| o < m)
         {
-            self.owner = Some(o.clone());
+            self.owner = Some(Box::new(o.clone()));
         }
     }
 
@@ -202,6 +204,6 @@ impl DotStore for CartEntry {
             }
         }
         self.siblings = out;
-        self.join_owner(other.owner.as_ref());
+        self.join_owner(other.owner.as_deref());
     }
 }

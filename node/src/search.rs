@@ -16,7 +16,7 @@ use std::sync::{Arc, RwLock};
 
 use crdt_core::catalog::ProductRecord;
 use crdt_core::codec::{self, Kind};
-use crdt_core::{Key, ProductId, Replica};
+use crdt_core::{Key, ProductId};
 use serde::{Deserialize, Serialize};
 use simd_search::{
     Bm25Index, Embedder, Filter, HashingEmbedder, Hnsw, HnswParams, Metric, RRF_C, SearchOptions,
@@ -47,10 +47,67 @@ struct Inner {
     ids: HashMap<u64, ProductId>,
     categories: HashMap<String, u32>,
     product_category: HashMap<u64, u32>,
+    /// Normalised SKU → label, and back: a query that is exactly a SKU
+    /// answers that product first, whatever the fusion says.
+    skus: HashMap<String, u64>,
+    label_skus: HashMap<u64, String>,
     /// What each label was indexed from (a hash of its text, category and
     /// embedding): lets a loaded snapshot be checked product by product.
     versions: HashMap<u64, u64>,
     next_label: u64,
+    /// While a compaction runs off the lock: the vector-index changes made
+    /// since it started, replayed onto the compacted copy before the swap.
+    journal: Option<Vec<Change>>,
+}
+
+/// One change to the vector index, as journaled during a compaction.
+enum Change {
+    Put(u64, Vec<f32>, u32),
+    Delete(u64),
+}
+
+/// A SKU or query as compared for an exact-SKU match.
+fn sku_key(s: &str) -> String {
+    s.trim().to_lowercase()
+}
+
+impl Inner {
+    fn set_sku(&mut self, label: u64, sku: &str) {
+        self.drop_sku(label);
+        let key = sku_key(sku);
+        if !key.is_empty() {
+            self.skus.insert(key.clone(), label);
+            self.label_skus.insert(label, key);
+        }
+    }
+
+    fn drop_sku(&mut self, label: u64) {
+        if let Some(old) = self.label_skus.remove(&label)
+            && self.skus.get(&old) == Some(&label)
+        {
+            self.skus.remove(&old);
+        }
+    }
+
+    fn hnsw_put(
+        &mut self,
+        label: u64,
+        v: Vec<f32>,
+        cat: u32,
+    ) -> Result<(), simd_search::IndexError> {
+        self.hnsw.insert(label, &v, cat)?;
+        if let Some(j) = &mut self.journal {
+            j.push(Change::Put(label, v, cat));
+        }
+        Ok(())
+    }
+
+    fn hnsw_delete(&mut self, label: u64) {
+        self.hnsw.delete(label);
+        if let Some(j) = &mut self.journal {
+            j.push(Change::Delete(label));
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -122,8 +179,11 @@ impl SearchIndex {
                 ids: HashMap::new(),
                 categories: HashMap::new(),
                 product_category: HashMap::new(),
+                skus: HashMap::new(),
+                label_skus: HashMap::new(),
                 versions: HashMap::new(),
                 next_label: 1,
+                journal: None,
             }),
             embedder,
             dim,
@@ -176,12 +236,13 @@ impl SearchIndex {
             }
         };
         if is_zero(&v) {
-            g.hnsw.delete(label);
-        } else if let Err(e) = g.hnsw.insert(label, &v, cat) {
+            g.hnsw_delete(label);
+        } else if let Err(e) = g.hnsw_put(label, v, cat) {
             tracing::warn!(%id, error = %e, "product not added to the vector index");
         }
         g.bm25.remove(label);
         g.bm25.add(label, &text);
+        g.set_sku(label, &r.sku.value);
         g.product_category.insert(label, cat);
         g.versions.insert(label, version_of(r));
         ::metrics::gauge!(m::SEARCH_DOCS).set(g.labels.len() as f64);
@@ -192,23 +253,92 @@ impl SearchIndex {
         let mut g = self.lock();
         if let Some(label) = g.labels.remove(id) {
             g.ids.remove(&label);
-            g.hnsw.delete(label);
+            g.hnsw_delete(label);
             g.bm25.remove(label);
+            g.drop_sku(label);
             g.product_category.remove(&label);
             g.versions.remove(&label);
-        }
-        if g.hnsw.needs_rebuild() {
-            g.hnsw.rebuild();
         }
         ::metrics::gauge!(m::SEARCH_DOCS).set(g.labels.len() as f64);
     }
 
-    /// Brings one product's entry in line with the replica.
-    pub fn sync_product(&self, replica: &Replica, id: &ProductId) {
-        match replica.product(id) {
-            Some(r) => self.upsert(*id, &r),
-            None => self.remove(id),
+    /// Brings these products' entries in line with the replica. The records
+    /// are copied out under the replica's lock and indexed after it is
+    /// released, so writers never wait on embedding or graph work.
+    pub fn sync_products(&self, engine: &Engine, ids: &[ProductId]) {
+        for chunk in ids.chunks(256) {
+            let records: Vec<(ProductId, Option<ProductRecord>)> =
+                engine.peek(|r| chunk.iter().map(|id| (*id, r.product(id))).collect());
+            for (id, r) in records {
+                match r {
+                    Some(r) => self.upsert(id, &r),
+                    None => self.remove(&id),
+                }
+            }
         }
+    }
+
+    /// Whether deleted elements pass the rebuild threshold and no
+    /// compaction is running.
+    pub fn needs_compaction(&self) -> bool {
+        let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        g.journal.is_none() && g.hnsw.needs_rebuild()
+    }
+
+    /// Rebuilds the vector index without its deleted elements. The copy is
+    /// built under a read lock — searches go on, and writes made meanwhile
+    /// are journaled — then the journal is replayed onto it and it is
+    /// swapped in. Blocking: run it on a blocking thread.
+    pub fn compact(&self) {
+        if !self.begin_compaction() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let copy = self.compacted_copy();
+        let reclaimed = self.finish_compaction(copy);
+        tracing::info!(
+            reclaimed,
+            live = self.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "search index compacted"
+        );
+    }
+
+    /// Starts journaling, unless a compaction runs or none is needed.
+    fn begin_compaction(&self) -> bool {
+        let mut g = self.lock();
+        if g.journal.is_some() || !g.hnsw.needs_rebuild() {
+            return false;
+        }
+        g.journal = Some(Vec::new());
+        true
+    }
+
+    fn compacted_copy(&self) -> Hnsw {
+        let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        g.hnsw.compacted()
+    }
+
+    /// Replays the journal onto `fresh` and swaps it in; returns how many
+    /// deleted elements were reclaimed. Replaying is idempotent: a change
+    /// that is already in the copy lands the same way again.
+    fn finish_compaction(&self, mut fresh: Hnsw) -> usize {
+        let mut g = self.lock();
+        for c in g.journal.take().unwrap_or_default() {
+            match c {
+                Change::Put(label, v, cat) => {
+                    if let Err(e) = fresh.insert(label, &v, cat) {
+                        tracing::warn!(label, error = %e, "journaled change not replayed");
+                    }
+                }
+                Change::Delete(label) => {
+                    fresh.delete(label);
+                }
+            }
+        }
+        let reclaimed = g.hnsw.deleted_len().saturating_sub(fresh.deleted_len());
+        g.hnsw = fresh;
+        reclaimed
     }
 
     /// The best `k` products for a query, optionally in one category.
@@ -241,7 +371,17 @@ impl SearchIndex {
             lexical.retain(|(l, _)| g.product_category.get(l) == Some(&c));
         }
         lexical.truncate(depth);
-        rrf_fuse(&[&vector, &lexical], k, RRF_C)
+        let mut fused = rrf_fuse(&[&vector, &lexical], k, RRF_C);
+        // A query that is exactly a SKU means that product: it goes first.
+        if let Some(&label) = g.skus.get(&sku_key(q))
+            && cat.is_none_or(|c| g.product_category.get(&label) == Some(&c))
+        {
+            let top = fused.first().map_or(1.0, |f| f.1);
+            fused.retain(|(l, _)| *l != label);
+            fused.insert(0, (label, top.max(1.0 / (RRF_C + 1.0)) + f32::EPSILON));
+            fused.truncate(k);
+        }
+        fused
             .into_iter()
             .filter_map(|(l, score)| g.ids.get(&l).map(|id| SearchHit { id: *id, score }))
             .collect()
@@ -298,6 +438,7 @@ impl SearchIndex {
                     if let Some(&label) = g.labels.get(&id) {
                         let cat = g.hnsw.category(label).unwrap_or(0);
                         g.bm25.add(label, &r.search_text());
+                        g.set_sku(label, &r.sku.value);
                         g.product_category.insert(label, cat);
                     }
                 } else {
@@ -407,36 +548,41 @@ pub async fn run_indexer(index: Arc<SearchIndex>, engine: Arc<Engine>, shutdown:
     let mut dirty = false;
     let mut save_tick = tokio::time::interval(std::time::Duration::from_secs(30));
     save_tick.tick().await;
+    let mut compact_tick = tokio::time::interval(std::time::Duration::from_secs(2));
     loop {
         tokio::select! {
             ev = rx.recv() => match ev {
                 Ok(Event::Applied(a, _)) => {
                     let ids: Vec<ProductId> = a.changed.iter().filter_map(|k| match k { Key::Product(p) => Some(*p), _ => None }).collect();
-                    if !ids.is_empty() {
-                        engine.peek(|r| ids.iter().for_each(|id| index.sync_product(r, id)));
-                        dirty = true;
-                    }
+                    index.sync_products(&engine, &ids);
+                    dirty |= !ids.is_empty();
                 }
                 Ok(Event::Repaired(keys)) => {
                     let ids: Vec<ProductId> = keys.iter().filter_map(|k| match k { Key::Product(p) => Some(*p), _ => None }).collect();
-                    engine.peek(|r| ids.iter().for_each(|id| index.sync_product(r, id)));
+                    index.sync_products(&engine, &ids);
                     dirty |= !ids.is_empty();
                 }
                 Err(RecvError::Lagged(n)) => {
                     tracing::warn!(missed = n, "search indexer fell behind: resynchronising every product");
-                    engine.peek(|r| {
-                        let ids: Vec<ProductId> = r.state().products.iter().map(|(k, _)| *k).collect();
-                        ids.iter().for_each(|id| index.sync_product(r, id));
-                        let stale: Vec<ProductId> = {
-                            let g = index.inner.read().unwrap_or_else(|p| p.into_inner());
-                            g.labels.keys().filter(|p| r.state().products.get(p).is_none()).copied().collect()
-                        };
-                        stale.iter().for_each(|id| index.remove(id));
-                    });
+                    let mut ids: Vec<ProductId> = engine.peek(|r| r.state().products.iter().map(|(k, _)| *k).collect());
+                    {
+                        // Indexed products the replica no longer holds are removed too.
+                        let g = index.inner.read().unwrap_or_else(|p| p.into_inner());
+                        ids.extend(g.labels.keys().copied());
+                    }
+                    ids.sort_unstable();
+                    ids.dedup();
+                    index.sync_products(&engine, &ids);
                     dirty = true;
                 }
                 Err(RecvError::Closed) => break,
             },
+            _ = compact_tick.tick() => {
+                if index.needs_compaction() {
+                    let ix = index.clone();
+                    tokio::task::spawn_blocking(move || ix.compact());
+                }
+            }
             _ = save_tick.tick() => {
                 if dirty {
                     if let Err(e) = index.save_snapshot() {
@@ -450,5 +596,98 @@ pub async fn run_indexer(index: Arc<SearchIndex>, engine: Arc<Engine>, shutdown:
     }
     if let Err(e) = index.save_snapshot() {
         tracing::warn!(error = %e, "could not save the search snapshot at shutdown");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crdt_core::catalog::NewProduct;
+    use crdt_core::money::{Currency, Money};
+    use crdt_core::{Actor, NodeId, Op, Replica, ReplicaConfig};
+
+    /// A replica holding `n` products named after distinct words.
+    fn catalog(n: usize) -> (Replica, Vec<ProductId>) {
+        let mut r = Replica::new(ReplicaConfig::new(Actor::first(NodeId::new("n1").unwrap())));
+        let ids: Vec<ProductId> = (0..n)
+            .map(|i| ProductId(uuid::Uuid::from_u128(i as u128 + 1)))
+            .collect();
+        for (i, id) in ids.iter().enumerate() {
+            let product = NewProduct {
+                sku: format!("SKU-{i}"),
+                name: format!("item{i} lamp"),
+                description: format!("word{i} word{}", i * 7),
+                price: Money {
+                    minor: 100,
+                    currency: Currency::new("USD").unwrap(),
+                },
+                category: "home".into(),
+                tags: vec![],
+                attributes: Default::default(),
+                embedding: None,
+            };
+            r.apply_local(
+                Op::CreateProduct {
+                    id: *id,
+                    product,
+                    initial_stock: 0,
+                },
+                1,
+            )
+            .unwrap();
+        }
+        (r, ids)
+    }
+
+    fn found(ix: &SearchIndex, q: &str, id: ProductId) -> bool {
+        ix.search(q, 10, None).iter().any(|h| h.id == id)
+    }
+
+    #[test]
+    fn compaction_keeps_changes_made_while_it_ran() {
+        let dir = std::env::temp_dir().join(format!("concord-search-{}", std::process::id()));
+        let (r, ids) = catalog(300);
+        let ix = SearchIndex::new(64, &dir).unwrap();
+        for id in &ids {
+            ix.upsert(*id, &r.product(id).unwrap());
+        }
+        for id in &ids[..200] {
+            ix.remove(id);
+        }
+        assert!(ix.needs_compaction());
+        assert!(ix.begin_compaction());
+        assert!(!ix.needs_compaction(), "one compaction at a time");
+        let copy = ix.compacted_copy();
+        // Writes while the copy is built: one product deleted, one re-added.
+        ix.remove(&ids[250]);
+        ix.upsert(ids[10], &r.product(&ids[10]).unwrap());
+        let reclaimed = ix.finish_compaction(copy);
+        assert!(reclaimed >= 200, "reclaimed {reclaimed}");
+        assert!(!found(&ix, "item250 lamp SKU-250", ids[250]));
+        assert!(found(&ix, "item10 lamp SKU-10", ids[10]));
+        assert!(found(&ix, "item299 lamp SKU-299", ids[299]));
+        assert!(!found(&ix, "item5 lamp SKU-5", ids[5]));
+        let g = ix.inner.read().unwrap();
+        assert_eq!(g.hnsw.len(), 100);
+        assert!(g.hnsw.deleted_len() <= 1);
+    }
+
+    #[test]
+    fn a_query_that_is_a_sku_answers_that_product_first() {
+        let dir = std::env::temp_dir().join(format!("concord-sku-{}", std::process::id()));
+        let (r, ids) = catalog(50);
+        let ix = SearchIndex::new(64, &dir).unwrap();
+        for id in &ids {
+            ix.upsert(*id, &r.product(id).unwrap());
+        }
+        for i in [0, 7, 42] {
+            let hits = ix.search(&format!(" sku-{i} "), 5, None);
+            assert_eq!(hits[0].id, ids[i], "SKU-{i}");
+            assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+            assert!(hits.iter().filter(|h| h.id == ids[i]).count() == 1);
+        }
+        assert!(ix.search("SKU-7", 5, Some("garden")).is_empty());
+        ix.remove(&ids[7]);
+        assert!(ix.search("SKU-7", 5, None).iter().all(|h| h.id != ids[7]));
     }
 }

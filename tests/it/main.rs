@@ -8,3 +8,4 @@ mod browser;
 mod config_cli;
 mod durability;
 mod replication;
+mod search;

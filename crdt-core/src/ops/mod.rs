@@ -7,17 +7,14 @@
 //! would join one from a peer, so local and remote application can never
 //! disagree.
 
-use std::collections::BTreeMap;
-
 use crate::cart::CartEntry;
 use crate::catalog::{NewProduct, ProductPatch, ProductRecord, resolve};
 use crate::clock::{Hlc, HlcClock, Stamp};
 use crate::context::Dot;
-use crate::counter::BoundedCounter;
 use crate::delta::{Delta, Part};
 use crate::ids::{Actor, CartId, OrderId, ProductId};
 use crate::money::Currency;
-use crate::order::{Address, OrderEntry, OrderHeader, OrderLine};
+use crate::order::{Address, OrderEntry};
 use crate::state::{Sku, State};
 use crate::status::{IllegalMove, MaxReg, OrderStatus};
 
@@ -277,6 +274,10 @@ fn cart_line(
     Ok(delta(ctx, hlc, covers, parts))
 }
 
+mod orders;
+
+use orders::{plan_checkout, plan_move, return_parts};
+
 pub(crate) fn plan(op: Op, state: &State, ctx: &mut PlanCtx<'_>) -> Result<Delta, OpError> {
     match op {
         Op::CreateProduct {
@@ -457,178 +458,4 @@ pub(crate) fn plan(op: Op, state: &State, ctx: &mut PlanCtx<'_>) -> Result<Delta
             Ok(delta(ctx, hlc, Vec::new(), parts))
         }
     }
-}
-
-/// Stock parts that give a cancelled order's units back to its seller.
-fn return_parts(state: &State, seller: Actor, header: &OrderHeader) -> Vec<Part> {
-    header
-        .units_by_sku()
-        .into_iter()
-        .map(|(sku, units)| {
-            let sku = Sku(sku);
-            let mut counter = state.stock.get(&sku).cloned().unwrap_or_default();
-            counter.return_units(seller, units);
-            Part::Stock {
-                sku,
-                counter: Box::new(counter),
-            }
-        })
-        .collect()
-}
-
-fn plan_checkout(
-    state: &State,
-    ctx: &mut PlanCtx<'_>,
-    order: OrderId,
-    customer: String,
-    items: CheckoutItems,
-    shipping: Address,
-) -> Result<Delta, OpError> {
-    if state.orders.get(&order).is_some() {
-        return Err(OpError::OrderExists(order));
-    }
-    let mut covers = Vec::new();
-    let mut parts = Vec::new();
-    let mut cart_id = None;
-    let wanted: Vec<(ProductId, u32)> = match items {
-        CheckoutItems::Lines(lines) => lines,
-        CheckoutItems::Cart(cart) => {
-            let entry = state.carts.get(&cart);
-            if let Some(owner) = entry.and_then(|e| e.customer())
-                && owner != customer
-            {
-                return Err(OpError::CartOwned(cart));
-            }
-            cart_id = Some(cart);
-            let lines: Vec<(ProductId, u32)> =
-                entry.map(|e| e.lines().collect()).unwrap_or_default();
-            // The checkout empties the lines it bought (and only those).
-            for (product, _) in &lines {
-                covers.extend(entry.map(|e| e.item_dots(product)).unwrap_or_default());
-                parts.push(Part::CartLine {
-                    cart,
-                    product: *product,
-                    qty: 0,
-                });
-            }
-            lines
-        }
-    };
-    // One line per product, in product order.
-    let mut merged: BTreeMap<ProductId, u64> = BTreeMap::new();
-    for (p, q) in wanted {
-        *merged.entry(p).or_insert(0) += u64::from(q);
-    }
-    if merged.is_empty() || merged.values().all(|&q| q == 0) {
-        return Err(OpError::EmptyOrder);
-    }
-    let mut lines = Vec::with_capacity(merged.len());
-    let mut currency: Option<Currency> = None;
-    let mut total: u64 = 0;
-    for (product, qty) in merged {
-        let quantity = u32::try_from(qty)
-            .ok()
-            .filter(|q| *q <= MAX_LINE_QUANTITY)
-            .ok_or(OpError::TooLarge("order line quantity"))?;
-        let (record, _) = live_product(state, &product)?;
-        let price = record.price.value;
-        match currency {
-            Some(c) if c != price.currency => {
-                return Err(OpError::MixedCurrency(c, price.currency));
-            }
-            _ => currency = Some(price.currency),
-        }
-        total = price
-            .minor
-            .checked_mul(qty)
-            .and_then(|line| total.checked_add(line))
-            .ok_or(OpError::TooLarge("order total"))?;
-        lines.push(OrderLine {
-            product,
-            sku: record.sku.value.clone(),
-            quantity,
-            unit_minor: price.minor,
-        });
-    }
-    let header = OrderHeader {
-        customer,
-        seller: ctx.actor,
-        lines,
-        currency: currency.ok_or(OpError::EmptyOrder)?,
-        total_minor: total,
-        shipping,
-        created_ms: ctx.wall_ms,
-        cart: cart_id,
-    };
-    // Sell against this node's rights, SKU by SKU; refuse the whole order if
-    // any SKU falls short.
-    for (sku, units) in header.units_by_sku() {
-        let sku = Sku(sku);
-        let mut counter: BoundedCounter = state.stock.get(&sku).cloned().unwrap_or_default();
-        counter
-            .sell(ctx.actor, units)
-            .map_err(|e| OpError::InsufficientStock {
-                sku: sku.0.clone(),
-                needed: e.needed,
-                held: e.held,
-                stock: counter.stock(),
-            })?;
-        parts.push(Part::Stock {
-            sku,
-            counter: Box::new(counter),
-        });
-    }
-    parts.push(Part::Order {
-        id: order,
-        entry: Box::new(OrderEntry {
-            header: Some(header),
-            status: MaxReg(OrderStatus::Placed),
-            returned: false,
-        }),
-    });
-    let hlc = ctx.clock.now(ctx.wall_ms);
-    Ok(delta(ctx, hlc, covers, parts))
-}
-
-fn plan_move(
-    state: &State,
-    ctx: &mut PlanCtx<'_>,
-    order: OrderId,
-    to: OrderStatus,
-) -> Result<Delta, OpError> {
-    let entry = state
-        .orders
-        .get(&order)
-        .ok_or(OpError::OrderNotFound(order))?;
-    let header = entry.header.as_ref().ok_or(OpError::OrderNotFound(order))?;
-    let from = entry.status.0;
-    if from == to {
-        return Err(OpError::Unchanged);
-    }
-    from.check_move(to)?;
-    let seller = header.seller == ctx.actor;
-    if to == OrderStatus::Shipped && !seller {
-        return Err(OpError::NotSeller {
-            order,
-            seller: header.seller,
-        });
-    }
-    // A cancel at the seller returns the units in the same delta; a cancel
-    // elsewhere leaves that to the seller when it applies it.
-    let returning = to == OrderStatus::Cancelled && seller && !entry.returned;
-    let mut parts = if returning {
-        return_parts(state, ctx.actor, header)
-    } else {
-        Vec::new()
-    };
-    parts.push(Part::Order {
-        id: order,
-        entry: Box::new(OrderEntry {
-            header: None,
-            status: MaxReg(to),
-            returned: returning,
-        }),
-    });
-    let hlc = ctx.clock.now(ctx.wall_ms);
-    Ok(delta(ctx, hlc, Vec::new(), parts))
 }

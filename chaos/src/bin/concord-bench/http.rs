@@ -1,0 +1,101 @@
+//! The HTTP benchmark: durable cart adds, product GETs, bytes on disk.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use concord_chaos::loadgen::{self, LoadReport};
+use concord_node::http_client::Method;
+use serde_json::{Value, json};
+
+use crate::{cart, create_products, dir_size, single_node};
+
+/// Durable cart adds and product GETs with 64 clients; bytes on disk.
+pub(crate) async fn http(clients: usize, secs: u64, fill: u64) -> anyhow::Result<Value> {
+    let c = single_node().await?;
+    let admin = c.client(0);
+    let products = Arc::new(create_products(&admin, 1_000, "B").await?);
+    let addr = c.nodes[0].http;
+    let token = Some(c.admin_token());
+    // Durable cart adds: random carts among 100k (an upsert of one line).
+    let p = products.clone();
+    let adds = loadgen::run(
+        "durable cart adds",
+        addr,
+        token.clone(),
+        clients,
+        Duration::from_secs(secs),
+        Arc::new(move |w, i| {
+            let n = (w as u64)
+                .wrapping_mul(0x9E37_79B9)
+                .wrapping_add(i.wrapping_mul(7919))
+                % 100_000;
+            let body = format!(
+                r#"{{"productId":"{}","quantity":1}}"#,
+                p[(n % 1000) as usize]
+            );
+            Some((
+                Method::POST,
+                format!("/api/v1/carts/{}/items", cart(n)),
+                Some(body.into_bytes()),
+            ))
+        }),
+    )
+    .await;
+    let p = products.clone();
+    let gets = loadgen::run(
+        "product GETs",
+        addr,
+        None,
+        clients,
+        Duration::from_secs(secs.min(10)),
+        Arc::new(move |w, i| {
+            let id = &p[((w as u64 * 31 + i) % 1000) as usize];
+            Some((Method::GET, format!("/api/v1/products/{id}"), None))
+        }),
+    )
+    .await;
+    drop(c);
+    let disk = bytes_on_disk(clients, fill).await?;
+    Ok(json!({"cart_adds": adds, "product_gets": gets, "disk": disk}))
+}
+
+/// Fills fresh nodes with `n` products, then `n` one-line carts, and measures
+/// the store's size per entry.
+async fn bytes_on_disk(clients: usize, n: u64) -> anyhow::Result<Value> {
+    let mut out = json!({});
+    for kind in ["products", "carts"] {
+        let c = single_node().await?;
+        let product = create_products(&c.client(0), 1, "D").await?.remove(0);
+        let next = Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
+        let r: LoadReport = loadgen::run(
+            kind,
+            c.nodes[0].http,
+            Some(c.admin_token()),
+            clients,
+            Duration::from_secs(3_600),
+            Arc::new(move |_, _| {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return None;
+                }
+                Some(if kind == "products" {
+                    let body = format!(
+                        r#"{{"name":"Filler product {i}","sku":"F-{i}","price":"12.50","currency":"USD","description":"A product used to measure bytes on disk.","category":"bench","tags":["filler"],"initialQuantity":10}}"#
+                    );
+                    (Method::POST, "/api/v1/products".into(), Some(body.into_bytes()))
+                } else {
+                    let body = format!(r#"{{"productId":"{product}","quantity":1}}"#);
+                    (Method::POST, format!("/api/v1/carts/{}/items", cart(i)), Some(body.into_bytes()))
+                })
+            }),
+        )
+        .await;
+        let store = c.node_dir(0).join("store");
+        let bytes = dir_size(&store);
+        out[kind] = json!({"entries": r.ok, "errors": r.errors, "store_bytes": bytes,
+            "bytes_per_entry": bytes as f64 / r.ok.max(1) as f64, "fill_secs": started.elapsed().as_secs_f64(), "fill_rps": r.rps});
+    }
+    Ok(out)
+}

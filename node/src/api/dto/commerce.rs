@@ -1,0 +1,334 @@
+//! Shapes of the inventory, cart and order endpoints.
+
+use std::collections::BTreeMap;
+
+use crdt_core::cart::CartEntry;
+use crdt_core::counter::BoundedCounter;
+use crdt_core::money::Money;
+use crdt_core::order::{Address, OrderEntry};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{money_json, text};
+use crate::api::error::ApiError;
+use crate::clock::rfc3339;
+
+/// `POST /api/v1/inventory/{sku}/restock`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Restock {
+    /// Units to add.
+    #[schema(minimum = 1, maximum = 1000000000)]
+    pub quantity: u64,
+}
+
+/// A SKU's stock and the rights each node holds.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InventoryView {
+    /// SKU.
+    pub sku: String,
+    /// Units on hand.
+    pub stock: u64,
+    /// Units each node (actor) may still sell.
+    pub rights: BTreeMap<String, u64>,
+}
+
+impl InventoryView {
+    /// The view of a counter.
+    pub fn new(sku: &str, c: &BoundedCounter) -> Self {
+        Self {
+            sku: sku.to_string(),
+            stock: c.stock(),
+            rights: c
+                .rights_by_actor()
+                .into_iter()
+                .map(|(a, r)| (a.to_string(), r))
+                .collect(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- carts
+
+/// `POST /api/v1/carts/{cartId}/items`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AddItem {
+    /// The product.
+    pub product_id: Uuid,
+    /// Units to add.
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub quantity: u32,
+}
+
+/// `PUT /api/v1/carts/{cartId}/items/{productId}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetItem {
+    /// The new quantity; 0 removes the item.
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub quantity: u32,
+}
+
+/// One cart line.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CartItemView {
+    /// The product.
+    pub product_id: Uuid,
+    /// Units.
+    pub quantity: u32,
+}
+
+/// A cart.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CartView {
+    /// Cart id.
+    pub id: Uuid,
+    /// The customer it belongs to (null until a customer writes to it).
+    pub customer_id: Option<String>,
+    /// Lines, in product order.
+    pub items: Vec<CartItemView>,
+}
+
+impl CartView {
+    /// The view of a cart entry (or of an empty cart).
+    pub fn new(id: Uuid, e: Option<&CartEntry>) -> Self {
+        Self {
+            id,
+            customer_id: e.and_then(|e| e.customer().map(str::to_string)),
+            items: e
+                .map(|e| {
+                    e.lines()
+                        .map(|(p, q)| CartItemView {
+                            product_id: p.0,
+                            quantity: q,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- orders
+
+/// A shipping address.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AddressDto {
+    /// Recipient.
+    #[schema(min_length = 1, max_length = 100)]
+    pub name: String,
+    /// Street and number.
+    #[schema(min_length = 1, max_length = 100)]
+    pub line1: String,
+    /// More of the street address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 100)]
+    pub line2: Option<String>,
+    /// City.
+    #[schema(min_length = 1, max_length = 100)]
+    pub city: String,
+    /// State or region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 100)]
+    pub region: Option<String>,
+    /// Postal code.
+    #[schema(min_length = 1, max_length = 20)]
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2 country code.
+    #[schema(pattern = "^[A-Z]{2}$")]
+    pub country: String,
+}
+
+impl AddressDto {
+    /// The validated address.
+    pub fn validate(&self) -> Result<Address, ApiError> {
+        let f = |n: &str| format!("shippingAddress.{n}");
+        let country = self.country.trim();
+        if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(ApiError::field(
+                &f("country"),
+                "must be an ISO 3166-1 alpha-2 code such as \"GB\"",
+            ));
+        }
+        let opt = |n: &str, v: &Option<String>, max: usize| -> Result<Option<String>, ApiError> {
+            v.as_deref()
+                .map(|x| text(&f(n), x, max, true))
+                .transpose()
+                .map(|o| o.filter(|s| !s.is_empty()))
+        };
+        Ok(Address {
+            name: text(&f("name"), &self.name, 100, false)?,
+            line1: text(&f("line1"), &self.line1, 100, false)?,
+            line2: opt("line2", &self.line2, 100)?,
+            city: text(&f("city"), &self.city, 100, false)?,
+            region: opt("region", &self.region, 100)?,
+            postal_code: text(&f("postalCode"), &self.postal_code, 20, false)?,
+            country: country.to_string(),
+        })
+    }
+
+    /// The DTO of a stored address.
+    pub fn from_address(a: &Address) -> Self {
+        Self {
+            name: a.name.clone(),
+            line1: a.line1.clone(),
+            line2: a.line2.clone(),
+            city: a.city.clone(),
+            region: a.region.clone(),
+            postal_code: a.postal_code.clone(),
+            country: a.country.clone(),
+        }
+    }
+}
+
+/// One requested order line.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LineItemRequest {
+    /// The product.
+    pub product_id: Uuid,
+    /// Units.
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub quantity: u32,
+}
+
+/// `POST /api/v1/orders`: from a cart, or from explicit line items.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Checkout {
+    /// Check out this cart (exclusive with `lineItems`).
+    pub cart_id: Option<Uuid>,
+    /// Or buy these lines.
+    pub line_items: Option<Vec<LineItemRequest>>,
+    /// Who buys.
+    #[schema(min_length = 1, max_length = 100)]
+    pub customer_id: String,
+    /// Where it ships.
+    pub shipping_address: AddressDto,
+}
+
+/// One order line as placed.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LineItemView {
+    /// The product.
+    pub product_id: Uuid,
+    /// Its SKU at checkout.
+    pub sku: String,
+    /// Units.
+    pub quantity: u32,
+    /// Price per unit at checkout.
+    #[schema(value_type = f64)]
+    pub unit_price: Box<RawValue>,
+}
+
+/// An order.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderView {
+    /// Order id (UUIDv7).
+    pub id: Uuid,
+    /// The customer.
+    pub customer_id: String,
+    /// `placed`, `paid`, `cancelled`, `shipped` or `delivered`.
+    pub status: String,
+    /// Lines.
+    pub line_items: Vec<LineItemView>,
+    /// Σ quantity × unit price.
+    #[schema(value_type = f64)]
+    pub total: Box<RawValue>,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Where it ships.
+    pub shipping_address: AddressDto,
+    /// The node that sold it (the only one that ships it).
+    pub node: String,
+    /// When it was placed.
+    #[schema(format = DateTime)]
+    pub created_at: String,
+}
+
+impl OrderView {
+    /// The view of an order, if its header has arrived.
+    pub fn new(id: Uuid, e: &OrderEntry) -> Option<Self> {
+        let h = e.header.as_ref()?;
+        let m = |minor| Money {
+            minor,
+            currency: h.currency,
+        };
+        Some(Self {
+            id,
+            customer_id: h.customer.clone(),
+            status: e.status.0.as_str().to_string(),
+            line_items: h
+                .lines
+                .iter()
+                .map(|l| LineItemView {
+                    product_id: l.product.0,
+                    sku: l.sku.clone(),
+                    quantity: l.quantity,
+                    unit_price: money_json(&m(l.unit_minor)),
+                })
+                .collect(),
+            total: money_json(&m(h.total_minor)),
+            currency: h.currency.code().to_string(),
+            shipping_address: AddressDto::from_address(&h.shipping),
+            node: h.seller.to_string(),
+            created_at: rfc3339(h.created_ms),
+        })
+    }
+}
+
+/// A page of orders.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderPage {
+    /// Orders.
+    pub items: Vec<OrderView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<Uuid>,
+}
+
+/// Query of `GET /api/v1/orders`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+pub struct ListOrders {
+    /// Only this customer's orders (a customer token sees only its own).
+    pub customer_id: Option<String>,
+    /// Only orders in this status.
+    pub status: Option<String>,
+    /// The `nextCursor` of the previous page.
+    pub cursor: Option<Uuid>,
+    /// Page size, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+}
+
+/// A page of carts (admin).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CartPage {
+    /// Carts.
+    pub items: Vec<CartView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<Uuid>,
+}
+
+/// Query of `GET /api/v1/carts`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListCarts {
+    /// The `nextCursor` of the previous page.
+    pub cursor: Option<Uuid>,
+    /// Page size, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+}
