@@ -288,21 +288,13 @@ impl Expected {
     /// Forgets every element a remove in `ops` (not known to have failed)
     /// could have touched, whenever and wherever it was invoked.
     fn drop_removed(&mut self, ops: &[Op]) {
-        for o in ops {
-            if o.outcome() == Kind::Fail {
-                continue;
-            }
+        for o in ops.iter().filter(|o| o.may_remove()) {
             let v = &o.invoke.value;
-            let last = v["path"]
-                .as_str()
-                .unwrap_or_default()
-                .rsplit('/')
-                .next()
-                .unwrap_or_default();
             match o.invoke.f.as_str() {
                 "cart_remove" | "cart_set" => {
                     let cart = v["cart"].as_str().unwrap_or_default();
-                    self.carts.retain(|(c, p)| !(c == cart && p == last));
+                    self.carts
+                        .retain(|(c, p)| !(c == cart && p == o.path_tail()));
                 }
                 "checkout" => {
                     if let Some(cart) = v["body"]["cartId"].as_str() {
@@ -310,7 +302,7 @@ impl Expected {
                     }
                 }
                 "delete_product" => {
-                    self.products.remove(last);
+                    self.products.remove(o.path_tail());
                 }
                 _ => {}
             }

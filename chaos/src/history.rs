@@ -153,6 +153,30 @@ pub struct Op {
 }
 
 impl Op {
+    /// The last segment of the invoked request's path: the product of a
+    /// cart-line or product request.
+    pub fn path_tail(&self) -> &str {
+        self.invoke.value["path"]
+            .as_str()
+            .unwrap_or_default()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+    }
+
+    /// Whether this request could have removed something (a remove, a
+    /// set to zero, a checkout, a delete) — unless it is known to have failed.
+    pub fn may_remove(&self) -> bool {
+        if self.outcome() == Kind::Fail {
+            return false;
+        }
+        match self.invoke.f.as_str() {
+            "cart_remove" | "checkout" | "delete_product" => true,
+            "cart_set" => self.invoke.value["body"]["quantity"].as_u64() == Some(0),
+            _ => false,
+        }
+    }
+
     /// How it ended (`Info` when it never completed).
     pub fn outcome(&self) -> Kind {
         self.done.as_ref().map(|d| d.kind).unwrap_or(Kind::Info)

@@ -1,5 +1,5 @@
-//! The nemesis: a seeded schedule of faults, and how each is applied and
-//! healed on a [`ProcessCluster`].
+//! The nemesis's schedule: seeded faults with their start and end times
+//! (applied and healed on a running cluster by [`crate::faults`]).
 //!
 //! Faults: partitions (halves, isolate one, bridge, majorities-ring, random,
 //! one-way) and packet faults (loss, duplication, delay with jitter, which

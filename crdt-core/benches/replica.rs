@@ -190,30 +190,30 @@ fn print_delta_sizes() {
     );
 }
 
-#[divan::bench(args = SIZES, sample_count = 30, sample_size = 1)]
-fn cart_add_apply_local(bencher: Bencher, carts: usize) {
-    let r = RefCell::new(with_carts(carts));
+/// Times `apply_local` of `op(1)`, `op(2)`, … on `r`.
+fn bench_apply_local(bencher: Bencher, r: Replica, op: impl Fn(usize) -> Op) {
+    let r = RefCell::new(r);
     let mut i = 0usize;
     bencher.counter(ItemsCount::new(BATCH)).bench_local(|| {
         let mut r = r.borrow_mut();
         for _ in 0..BATCH {
             i += 1;
-            divan::black_box(r.apply_local(cart_add(i, carts), 10).ok());
+            divan::black_box(r.apply_local(op(i), 10).ok());
         }
     });
 }
 
-#[divan::bench(args = SIZES, sample_count = 30, sample_size = 1)]
-fn cart_add_merge(bencher: Bencher, carts: usize) {
-    // The source and the target start equal; the target merges the source's
-    // cart-add deltas in order.
-    let mut source = with_carts(carts);
-    let target = RefCell::new(as_actor(&with_carts(carts), actor("n2")));
+/// Times `merge` of encoded deltas: `make()` twice gives a source and a
+/// target that start equal; the target merges the source's deltas of
+/// `op(1)`, `op(2)`, … in order.
+fn bench_merge(bencher: Bencher, make: impl Fn() -> Replica, op: impl Fn(usize) -> Op) {
+    let mut source = make();
+    let target = RefCell::new(as_actor(&make(), actor("n2")));
     let deltas: Vec<_> = (0..BATCH * 40)
         .map(|i| {
             source
-                .apply_local(cart_add(i + 1, carts), 10)
-                .expect("add")
+                .apply_local(op(i + 1), 10)
+                .expect("applies")
                 .logged
                 .bytes
         })
@@ -231,41 +231,29 @@ fn cart_add_merge(bencher: Bencher, carts: usize) {
 }
 
 #[divan::bench(args = SIZES, sample_count = 30, sample_size = 1)]
+fn cart_add_apply_local(bencher: Bencher, carts: usize) {
+    bench_apply_local(bencher, with_carts(carts), |i| cart_add(i, carts));
+}
+
+#[divan::bench(args = SIZES, sample_count = 30, sample_size = 1)]
+fn cart_add_merge(bencher: Bencher, carts: usize) {
+    bench_merge(bencher, || with_carts(carts), |i| cart_add(i, carts));
+}
+
+#[divan::bench(args = SIZES, sample_count = 30, sample_size = 1)]
 fn product_edit_apply_local(bencher: Bencher, products: usize) {
-    let r = RefCell::new(with_products(products));
-    let mut i = 0usize;
-    bencher.counter(ItemsCount::new(BATCH)).bench_local(|| {
-        let mut r = r.borrow_mut();
-        for _ in 0..BATCH {
-            i += 1;
-            divan::black_box(r.apply_local(price_edit(i, products), 10).ok());
-        }
+    bench_apply_local(bencher, with_products(products), |i| {
+        price_edit(i, products)
     });
 }
 
 #[divan::bench(args = SIZES, sample_count = 30, sample_size = 1)]
 fn product_edit_merge(bencher: Bencher, products: usize) {
-    let mut source = with_products(products);
-    let target = RefCell::new(as_actor(&with_products(products), actor("n2")));
-    let deltas: Vec<_> = (0..BATCH * 40)
-        .map(|i| {
-            source
-                .apply_local(price_edit(i + 1, products), 10)
-                .expect("edit")
-                .logged
-                .bytes
-        })
-        .collect();
-    drop(source);
-    let mut next = 0usize;
-    bencher.counter(ItemsCount::new(BATCH)).bench_local(|| {
-        let mut t = target.borrow_mut();
-        for _ in 0..BATCH {
-            let b = &deltas[next % deltas.len()];
-            next += 1;
-            divan::black_box(t.merge_bytes(b, 10).ok());
-        }
-    });
+    bench_merge(
+        bencher,
+        || with_products(products),
+        |i| price_edit(i, products),
+    );
 }
 
 /// One cart add, then the digest of the whole state: O(log n) work.

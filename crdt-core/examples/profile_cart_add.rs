@@ -18,9 +18,10 @@ fn main() {
         .nth(2)
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
-    let mut r = Replica::new(ReplicaConfig::new(Actor::first(
-        NodeId::new("n1").expect("id"),
-    )));
+    let mut cfg = ReplicaConfig::new(Actor::first(NodeId::new("n1").expect("id")));
+    // As in the benchmark: a log held at its bound, as on a node whose peers acknowledge.
+    cfg.log_max_bytes = 8 << 20;
+    let mut r = Replica::new(cfg);
     let pid = |i: usize| ProductId(Uuid::from_u128(0xAAAA_0000 + i as u128));
     let cid = |i: usize| {
         CartId(Uuid::from_u128(

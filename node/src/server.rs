@@ -14,7 +14,7 @@ use crdt_core::{NodeId, ReplicaConfig};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-use crate::api::{self, RouterParts};
+use crate::api::{self, Services};
 use crate::auth::TokenKey;
 use crate::config::ClusterConfig;
 use crate::engine::Engine;
@@ -125,16 +125,16 @@ pub async fn start(opts: NodeOptions) -> anyhow::Result<RunningNode> {
             .with_context(|| format!("binding the HTTP API to {}", node.http))?,
     };
     let http_addr = listener.local_addr()?;
-    let app = api::router(RouterParts {
+    let services = Services {
         engine: engine.clone(),
         search: search.clone(),
         tokens: TokenKey::new(secret),
         config: config.clone(),
         cluster,
         metrics,
-        extra: crate::console::router(),
         events: hub,
-    });
+    };
+    let app = api::router(services, crate::console::router());
     let (http_stop, http_signal) = shutdown::pair();
     let http_task = tokio::spawn(async move {
         let svc = app.into_make_service_with_connect_info::<SocketAddr>();

@@ -68,47 +68,23 @@ pub fn check(ops: &[Op], finals: &FinalReads) -> Verdict {
                     });
                 }
             }
-            "cart_remove" if out != Kind::Fail => {
-                let p = v["path"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or_default()
-                    .to_string();
+            "cart_remove" | "cart_set" if op.may_remove() => {
                 cart_removers
                     .entry(s(&v["cart"]))
                     .or_default()
-                    .push((t, Some(p)));
+                    .push((t, Some(op.path_tail().to_string())));
             }
-            "cart_set" if out != Kind::Fail && v["body"]["quantity"].as_u64() == Some(0) => {
-                let p = v["path"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or_default()
-                    .to_string();
-                cart_removers
-                    .entry(s(&v["cart"]))
-                    .or_default()
-                    .push((t, Some(p)));
-            }
-            "checkout" if out != Kind::Fail && v["body"]["cartId"].is_string() => {
+            "checkout" if op.may_remove() && v["body"]["cartId"].is_string() => {
                 cart_removers
                     .entry(s(&v["body"]["cartId"]))
                     .or_default()
                     .push((t, None));
             }
-            "delete_product" if out != Kind::Fail => {
-                let p = v["path"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or_default()
-                    .to_string();
-                product_removers.entry(p).or_default().push(t);
+            "delete_product" if op.may_remove() => {
+                product_removers
+                    .entry(op.path_tail().to_string())
+                    .or_default()
+                    .push(t);
             }
             "read_cart" if out == Kind::Ok => {
                 if let Some(d) = &op.done {

@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use crdt_core::{CartId, Op, OpError, ProductId};
 
 use super::AppState;
-use super::dto::{AddItem, CartPage, CartView, ListCarts, SetItem, page_limit};
+use super::dto::{AddItem, CartPage, CartView, ListCarts, SetItem, page_limit, take_page};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiQuery, Caller, path_param};
 use crate::engine::WriteError;
@@ -151,18 +151,12 @@ pub async fn list_carts(
     let page = state
         .engine
         .read(|r| {
-            let mut it = r.state().carts.iter_after(cursor.as_ref());
-            let items: Vec<CartView> = it
-                .by_ref()
-                .take(limit)
-                .map(|(id, e)| CartView::new(id.0, Some(e)))
-                .collect();
-            let more = it.next().is_some();
-            let next_cursor = if more {
-                items.last().map(|c| c.id)
-            } else {
-                None
-            };
+            let all = r
+                .state()
+                .carts
+                .iter_after(cursor.as_ref())
+                .map(|(id, e)| CartView::new(id.0, Some(e)));
+            let (items, next_cursor) = take_page(all, limit, |c| c.id);
             CartPage { items, next_cursor }
         })
         .await;

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::dto::{
     CreateProduct, ListProducts, PatchProduct, PriceHistory, ProductPage, ProductView,
-    SearchHitView, SearchQuery, SearchResults, SetPrice, page_limit,
+    SearchHitView, SearchQuery, SearchResults, SetPrice, page_limit, take_page,
 };
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiQuery, Caller, path_param};
@@ -100,26 +100,13 @@ pub async fn list_products(
     let page = state
         .engine
         .read(|r| {
-            let mut items = Vec::with_capacity(limit);
-            let mut more = false;
-            for (id, _) in r.state().products.iter_after(cursor.as_ref()) {
-                let Some(v) = product_view(r, id) else {
-                    continue;
-                };
-                if q.category.as_deref().is_some_and(|c| c != v.category) {
-                    continue;
-                }
-                if items.len() == limit {
-                    more = true;
-                    break;
-                }
-                items.push(v);
-            }
-            let next_cursor = if more {
-                items.last().map(|v| v.id)
-            } else {
-                None
-            };
+            let matching = r
+                .state()
+                .products
+                .iter_after(cursor.as_ref())
+                .filter_map(|(id, _)| product_view(r, id))
+                .filter(|v| q.category.as_deref().is_none_or(|c| c == v.category));
+            let (items, next_cursor) = take_page(matching, limit, |v| v.id);
             ProductPage { items, next_cursor }
         })
         .await;

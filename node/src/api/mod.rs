@@ -36,8 +36,8 @@ use crate::search::SearchIndex;
 #[derive(Clone)]
 pub struct AppState(Arc<AppInner>);
 
-/// The parts of [`AppState`].
-pub struct AppInner {
+/// The node's services every handler reaches: what [`router`] is given.
+pub struct Services {
     /// The replica and store.
     pub engine: Arc<Engine>,
     /// The search index.
@@ -50,14 +50,27 @@ pub struct AppInner {
     pub cluster: Arc<Cluster>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Server-sent events.
+    pub events: Arc<crate::events::EventHub>,
+}
+
+/// The parts of [`AppState`]: the services, and what the router adds.
+pub struct AppInner {
+    /// The node's services (reached through `Deref`).
+    pub services: Services,
     /// Per-IP rate limit.
     pub limiter: middleware::RateLimiter,
     /// Request metrics handles.
     pub request_metrics: middleware::RequestMetrics,
     /// The OpenAPI document, rendered once.
     pub openapi: String,
-    /// Server-sent events.
-    pub events: Arc<crate::events::EventHub>,
+}
+
+impl std::ops::Deref for AppInner {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.services
+    }
 }
 
 impl std::ops::Deref for AppState {
@@ -145,7 +158,7 @@ impl Modify for CommonResponses {
 }
 
 /// The router and the OpenAPI document.
-pub fn router(parts: RouterParts) -> Router {
+pub fn router(services: Services, extra: Router<AppState>) -> Router {
     let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(catalog::create_product, catalog::list_products))
         .routes(routes!(
@@ -183,23 +196,18 @@ pub fn router(parts: RouterParts) -> Router {
     let mut api = api;
     CommonResponses.modify(&mut api);
     let openapi = api.to_pretty_json().unwrap_or_else(|_| "{}".into());
-    let max_body = parts.config.http.max_body_bytes;
+    let max_body = services.config.http.max_body_bytes;
+    let limiter = middleware::RateLimiter::new(
+        services.config.http.rate_limit_per_sec,
+        services.config.http.rate_limit_burst,
+    );
     let state = AppState(Arc::new(AppInner {
-        engine: parts.engine,
-        search: parts.search,
-        tokens: parts.tokens,
-        limiter: middleware::RateLimiter::new(
-            parts.config.http.rate_limit_per_sec,
-            parts.config.http.rate_limit_burst,
-        ),
+        services,
+        limiter,
         request_metrics: middleware::RequestMetrics::default(),
-        config: parts.config,
-        cluster: parts.cluster,
-        metrics: parts.metrics,
         openapi,
-        events: parts.events,
     }));
-    let mut extra = parts.extra;
+    let mut extra = extra;
     if std::env::var(system::TEST_HOOKS_ENV).is_ok_and(|v| v == "1") {
         extra = extra.route(
             "/api/v1/test/clock",
@@ -216,24 +224,4 @@ pub fn router(parts: RouterParts) -> Router {
             middleware::gate,
         ))
         .with_state(state)
-}
-
-/// What [`router`] is built from.
-pub struct RouterParts {
-    /// The engine.
-    pub engine: Arc<Engine>,
-    /// The search index.
-    pub search: Arc<SearchIndex>,
-    /// Token checker.
-    pub tokens: TokenKey,
-    /// Configuration.
-    pub config: Arc<ClusterConfig>,
-    /// The peers.
-    pub cluster: Arc<Cluster>,
-    /// Metrics renderer.
-    pub metrics: PrometheusHandle,
-    /// More routes (the web console), merged in.
-    pub extra: Router<AppState>,
-    /// Server-sent events.
-    pub events: Arc<crate::events::EventHub>,
 }

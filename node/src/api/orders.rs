@@ -9,7 +9,7 @@ use crdt_core::{CartId, CheckoutItems, Op, OpError, OrderId, ProductId};
 use uuid::Uuid;
 
 use super::AppState;
-use super::dto::{Checkout, ListOrders, OrderPage, OrderView, page_limit};
+use super::dto::{Checkout, ListOrders, OrderPage, OrderView, page_limit, take_page};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiQuery, Caller, path_param};
 use crate::auth::Role;
@@ -175,28 +175,14 @@ pub async fn list_orders(
     let page = state
         .engine
         .read(|r| {
-            let mut items = Vec::with_capacity(limit);
-            let mut more = false;
-            for (id, e) in r.state().orders.iter_after(cursor.as_ref()) {
-                let Some(v) = OrderView::new(id.0, e) else {
-                    continue;
-                };
-                if who.as_deref().is_some_and(|c| c != v.customer_id)
-                    || status.is_some_and(|s| s != e.status.0)
-                {
-                    continue;
-                }
-                if items.len() == limit {
-                    more = true;
-                    break;
-                }
-                items.push(v);
-            }
-            let next_cursor = if more {
-                items.last().map(|v| v.id)
-            } else {
-                None
-            };
+            let matching = r
+                .state()
+                .orders
+                .iter_after(cursor.as_ref())
+                .filter(|(_, e)| status.is_none_or(|s| s == e.status.0))
+                .filter_map(|(id, e)| OrderView::new(id.0, e))
+                .filter(|v| who.as_deref().is_none_or(|c| c == v.customer_id));
+            let (items, next_cursor) = take_page(matching, limit, |v| v.id);
             OrderPage { items, next_cursor }
         })
         .await;

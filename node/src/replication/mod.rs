@@ -398,9 +398,7 @@ impl Cluster {
             Msg::MoveRequest { order, to, vv } => {
                 rights::serve_move(self, send, order, to, vv).await
             }
-            other => Err(wire::WireError::Unexpected(
-                format!("{other:?}").chars().take(80).collect(),
-            )),
+            other => Err(wire::WireError::unexpected(&other)),
         }
     }
 

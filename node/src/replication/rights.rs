@@ -102,9 +102,7 @@ async fn ask(
             merge(cluster, peer, deltas).await?;
             Ok(granted)
         }
-        other => Err(WireError::Unexpected(
-            format!("{other:?}").chars().take(80).collect(),
-        )),
+        other => Err(WireError::unexpected(&other)),
     }
 }
 

@@ -87,9 +87,7 @@ pub async fn pull(cluster: &Arc<Cluster>, peer: &Arc<Peer>) -> Result<(), WireEr
                 return repair(cluster, peer).await;
             }
             other => {
-                return Err(WireError::Unexpected(
-                    format!("{other:?}").chars().take(80).collect(),
-                ));
+                return Err(WireError::unexpected(&other));
             }
         }
     }
@@ -210,9 +208,7 @@ pub async fn repair(cluster: &Arc<Cluster>, peer: &Arc<Peer>) -> Result<(), Wire
                 return Ok(());
             }
             other => {
-                return Err(WireError::Unexpected(
-                    format!("{other:?}").chars().take(80).collect(),
-                ));
+                return Err(WireError::unexpected(&other));
             }
         }
     }

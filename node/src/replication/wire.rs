@@ -172,6 +172,13 @@ pub enum WireError {
     Unexpected(String),
 }
 
+impl WireError {
+    /// A message that does not fit the conversation, named in short.
+    pub fn unexpected(m: &Msg) -> Self {
+        Self::Unexpected(format!("{m:?}").chars().take(80).collect())
+    }
+}
+
 /// Encodes a message as a frame.
 pub fn frame(msg: &Msg) -> Vec<u8> {
     let body = codec::encode(msg);

@@ -169,10 +169,37 @@ pub fn page_limit(limit: Option<u32>) -> Result<usize, ApiError> {
     }
 }
 
+/// Takes one page from `items` (already in key order, after the cursor):
+/// at most `limit` of them, and the next page's cursor — the last item's
+/// key — only when more remain.
+pub fn take_page<T, K>(
+    mut items: impl Iterator<Item = T>,
+    limit: usize,
+    key: impl Fn(&T) -> K,
+) -> (Vec<T>, Option<K>) {
+    let page: Vec<T> = items.by_ref().take(limit).collect();
+    let next = if items.next().is_some() {
+        page.last().map(key)
+    } else {
+        None
+    };
+    (page, next)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::api::extract::parse_json;
+
+    #[test]
+    fn a_page_has_a_cursor_only_when_more_remain() {
+        assert_eq!(take_page(1..=5, 2, |v| *v), (vec![1, 2], Some(2)));
+        assert_eq!(take_page(1..=4, 4, |v| *v), (vec![1, 2, 3, 4], None));
+        assert_eq!(
+            take_page(std::iter::empty::<u8>(), 3, |v| *v),
+            (vec![], None)
+        );
+    }
 
     #[test]
     fn prices_are_read_from_text_as_numbers_or_strings() {
