@@ -56,7 +56,11 @@ pub(crate) async fn http(clients: usize, secs: u64, fill: u64) -> anyhow::Result
     )
     .await;
     drop(c);
-    let disk = bytes_on_disk(clients, fill).await?;
+    let disk = if fill == 0 {
+        Value::Null
+    } else {
+        bytes_on_disk(clients, fill).await?
+    };
     Ok(json!({"cart_adds": adds, "product_gets": gets, "disk": disk}))
 }
 

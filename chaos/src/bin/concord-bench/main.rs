@@ -45,7 +45,7 @@ enum What {
         /// Seconds per load phase.
         #[arg(long, default_value_t = 20)]
         secs: u64,
-        /// Entries for the bytes-on-disk measurement.
+        /// Entries for the bytes-on-disk measurement (0 skips it).
         #[arg(long, default_value_t = 100_000)]
         fill: u64,
     },
