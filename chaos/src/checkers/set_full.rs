@@ -5,10 +5,13 @@
 //! stability from the reads taken during the run.
 //!
 //! "Could have observed": a remove (or a set to 0, or a checkout of the cart,
-//! or a product delete) invoked after the add was invoked, whether it was
-//! acknowledged or not — absence is then legal, and so is presence (the
-//! remove may not have seen the add: add wins). This never flags a correct
-//! run, at the cost of missing a loss that hides behind such a remove.
+//! or a product delete) that had not completed when the add was invoked —
+//! whether it was acknowledged or timed out, and even if it was invoked
+//! first: a checkout that waits for stock rights reads the cart only when
+//! the rights arrive, and may carry a line added meanwhile into its order.
+//! Absence is then legal, and so is presence (the remove may not have seen
+//! the add: add wins). This never flags a correct run, at the cost of
+//! missing a loss that hides behind such a remove.
 
 use std::collections::BTreeMap;
 
@@ -42,7 +45,8 @@ fn quantile(mut v: Vec<f64>, q: f64) -> f64 {
 pub fn check(ops: &[Op], finals: &FinalReads) -> Verdict {
     let mut cart_adds = Vec::new();
     let mut creates = Vec::new();
-    // Removers by cart (time invoked, product or None for the whole cart).
+    // Removers by cart (when they completed — infinity when unknown — and
+    // the product, or None for the whole cart).
     let mut cart_removers: BTreeMap<String, Vec<(f64, Option<String>)>> = BTreeMap::new();
     let mut product_removers: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     // Reads of carts during the run: cart → (time, products seen).
@@ -51,6 +55,11 @@ pub fn check(ops: &[Op], finals: &FinalReads) -> Verdict {
         let v = &op.invoke.value;
         let out = op.outcome();
         let t = op.invoke.time_ms;
+        // When a remove's effect was last possible.
+        let until = match (&op.done, out) {
+            (Some(d), Kind::Ok) => d.time_ms,
+            _ => f64::INFINITY,
+        };
         match op.invoke.f.as_str() {
             "cart_add" if out == Kind::Ok => cart_adds.push(Element {
                 key: (s(&v["cart"]), s(&v["body"]["productId"])),
@@ -72,19 +81,19 @@ pub fn check(ops: &[Op], finals: &FinalReads) -> Verdict {
                 cart_removers
                     .entry(s(&v["cart"]))
                     .or_default()
-                    .push((t, Some(op.path_tail().to_string())));
+                    .push((until, Some(op.path_tail().to_string())));
             }
             "checkout" if op.may_remove() && v["body"]["cartId"].is_string() => {
                 cart_removers
                     .entry(s(&v["body"]["cartId"]))
                     .or_default()
-                    .push((t, None));
+                    .push((until, None));
             }
             "delete_product" if op.may_remove() => {
                 product_removers
                     .entry(op.path_tail().to_string())
                     .or_default()
-                    .push(t);
+                    .push(until);
             }
             "read_cart" if out == Kind::Ok => {
                 if let Some(d) = &op.done {
@@ -101,7 +110,7 @@ pub fn check(ops: &[Op], finals: &FinalReads) -> Verdict {
     let removed = |e: &Element| {
         cart_removers.get(&e.key.0).is_some_and(|rs| {
             rs.iter()
-                .any(|(t, p)| *t > e.invoked && p.as_ref().is_none_or(|p| *p == e.key.1))
+                .any(|(until, p)| *until > e.invoked && p.as_ref().is_none_or(|p| *p == e.key.1))
         })
     };
     let mut lost = Vec::new();
@@ -150,7 +159,7 @@ pub fn check(ops: &[Op], finals: &FinalReads) -> Verdict {
     for e in &creates {
         let may_be_gone = product_removers
             .get(&e.key.0)
-            .is_some_and(|ts| ts.iter().any(|t| *t > e.invoked));
+            .is_some_and(|ts| ts.iter().any(|until| *until > e.invoked));
         for (node, r) in finals {
             if !r.products.contains_key(&e.key.0) && !may_be_gone {
                 lost.push(json!({"kind": "product", "id": e.key.0, "node": node, "writer": e.writer, "ackedMs": e.known}));
@@ -274,6 +283,57 @@ mod tests {
         h.push(entry(3, "cart_remove", Kind::Info, 4.0, json!({}), Some(2)));
         let v = check(&ops(&h), &finals(&[("c", &[])]));
         assert_eq!(v.valid, Validity::VALID, "{}", v.summary);
+    }
+
+    #[test]
+    fn a_checkout_still_running_when_the_add_began_may_take_the_line() {
+        // The checkout is invoked first, waits (for stock rights, say), and
+        // completes after the add: its order may hold the line.
+        let mut h = vec![entry(
+            0,
+            "checkout",
+            Kind::Invoke,
+            0.0,
+            json!({"body": {"cartId": "c"}}),
+            None,
+        )];
+        h.extend(add(1, 1.0, "c", "p1"));
+        h.push(entry(
+            3,
+            "checkout",
+            Kind::Ok,
+            3.0,
+            json!({"status": 201}),
+            Some(0),
+        ));
+        let v = check(&ops(&h), &finals(&[("c", &[])]));
+        assert_eq!(v.valid, Validity::VALID, "{}", v.summary);
+    }
+
+    #[test]
+    fn a_remove_finished_before_the_add_began_excuses_nothing() {
+        let mut h = vec![
+            entry(
+                0,
+                "cart_remove",
+                Kind::Invoke,
+                0.0,
+                json!({"cart": "c", "path": "/api/v1/carts/c/items/p1"}),
+                None,
+            ),
+            entry(
+                1,
+                "cart_remove",
+                Kind::Ok,
+                1.0,
+                json!({"status": 200}),
+                Some(0),
+            ),
+        ];
+        h.extend(add(2, 2.0, "c", "p1"));
+        let v = check(&ops(&h), &finals(&[("c", &[])]));
+        assert_eq!(v.valid, Validity::INVALID, "{}", v.summary);
+        assert_eq!(v.details["lostCount"], 2);
     }
 
     #[test]
