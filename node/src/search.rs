@@ -139,6 +139,8 @@ pub struct SearchIndex {
     embedder: HashingEmbedder,
     dim: usize,
     ready: AtomicBool,
+    /// Wakes the indexer the moment the index becomes ready.
+    became_ready: tokio::sync::Notify,
     snapshot_path: PathBuf,
 }
 
@@ -188,6 +190,7 @@ impl SearchIndex {
             embedder,
             dim,
             ready: AtomicBool::new(false),
+            became_ready: tokio::sync::Notify::new(),
             snapshot_path: node_dir.join("search.idx"),
         }))
     }
@@ -470,6 +473,7 @@ impl SearchIndex {
         );
         ::metrics::gauge!(m::SEARCH_DOCS).set(self.len() as f64);
         self.ready.store(true, Ordering::Release);
+        self.became_ready.notify_waiters();
     }
 
     fn load_snapshot(&self) -> bool {
@@ -538,10 +542,16 @@ impl SearchIndex {
 /// snapshot now and then and at shutdown.
 pub async fn run_indexer(index: Arc<SearchIndex>, engine: Arc<Engine>, shutdown: Shutdown) {
     let mut rx = engine.subscribe();
-    // Changes made while the index loads wait in the channel until it is ready.
-    while !index.is_ready() {
+    // Changes made while the index loads wait in the channel until it is
+    // ready; then the indexer starts at once (a `Notified` made before the
+    // check receives a wake-up sent after it).
+    loop {
+        let ready = index.became_ready.notified();
+        if index.is_ready() {
+            break;
+        }
         tokio::select! {
-            _ = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
+            _ = ready => {}
             _ = shutdown.wait() => return,
         }
     }

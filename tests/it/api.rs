@@ -401,14 +401,22 @@ async fn every_endpoint_and_its_bad_inputs() {
     assert_eq!(prices.len(), 3, "{h}");
     assert_eq!(prices[2]["reason"], "sale");
 
-    // ---- search
-    let s: Value = anon
-        .get("/api/v1/search/products?q=tent&k=3")
-        .await
-        .unwrap()
-        .json()
-        .unwrap();
-    assert_eq!(s["hits"].as_array().unwrap().len(), 3);
+    // ---- search: the index follows the catalog asynchronously (within a
+    // few milliseconds of the write's 2xx), so wait for it, bounded.
+    let mut s = Value::Null;
+    for _ in 0..500 {
+        s = anon
+            .get("/api/v1/search/products?q=tent&k=3")
+            .await
+            .unwrap()
+            .json()
+            .unwrap();
+        if s["hits"].as_array().is_some_and(|h| h.len() == 3) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(s["hits"].as_array().unwrap().len(), 3, "{s}");
     assert!(s["hits"][0]["score"].as_f64().unwrap() > 0.0);
     let s: Value = anon
         .get("/api/v1/search/products?q=TENT-4")
