@@ -11,6 +11,7 @@ use crate::cart::CartEntry;
 use crate::catalog::{NewProduct, ProductPatch, ProductRecord, resolve};
 use crate::clock::{Hlc, HlcClock, Stamp};
 use crate::context::Dot;
+use crate::counter::{BoundedCounter, InsufficientRights};
 use crate::delta::{Delta, Part};
 use crate::ids::{Actor, CartId, OrderId, ProductId};
 use crate::money::Currency;
@@ -214,6 +215,26 @@ pub(crate) struct PlanCtx<'a> {
     pub sku_owner: Option<ProductId>,
 }
 
+/// A delta that carries one SKU's new stock counter.
+fn stock_delta(ctx: &mut PlanCtx<'_>, sku: Sku, counter: BoundedCounter) -> Delta {
+    let hlc = ctx.clock.now(ctx.wall_ms);
+    let parts = vec![Part::Stock {
+        sku,
+        counter: Box::new(counter),
+    }];
+    delta(ctx, hlc, Vec::new(), parts)
+}
+
+/// The refusal of a sale or transfer this node holds too few rights for.
+fn short_of_rights(sku: &Sku, e: InsufficientRights, counter: &BoundedCounter) -> OpError {
+    OpError::InsufficientStock {
+        sku: sku.0.clone(),
+        needed: e.needed,
+        held: e.held,
+        stock: counter.stock(),
+    }
+}
+
 fn delta(ctx: &PlanCtx<'_>, hlc: Hlc, covers: Vec<Dot>, parts: Vec<Part>) -> Delta {
     Delta {
         dot: ctx.dot,
@@ -343,37 +364,14 @@ pub(crate) fn plan(op: Op, state: &State, ctx: &mut PlanCtx<'_>) -> Result<Delta
         Op::Restock { sku, quantity } => {
             let mut counter = state.stock.get(&sku).cloned().unwrap_or_default();
             counter.restock(ctx.actor, quantity);
-            let hlc = ctx.clock.now(ctx.wall_ms);
-            Ok(delta(
-                ctx,
-                hlc,
-                Vec::new(),
-                vec![Part::Stock {
-                    sku,
-                    counter: Box::new(counter),
-                }],
-            ))
+            Ok(stock_delta(ctx, sku, counter))
         }
         Op::TransferRights { sku, to, quantity } => {
             let mut counter = state.stock.get(&sku).cloned().unwrap_or_default();
             counter
                 .transfer(ctx.actor, to, quantity)
-                .map_err(|e| OpError::InsufficientStock {
-                    sku: sku.0.clone(),
-                    needed: e.needed,
-                    held: e.held,
-                    stock: counter.stock(),
-                })?;
-            let hlc = ctx.clock.now(ctx.wall_ms);
-            Ok(delta(
-                ctx,
-                hlc,
-                Vec::new(),
-                vec![Part::Stock {
-                    sku,
-                    counter: Box::new(counter),
-                }],
-            ))
+                .map_err(|e| short_of_rights(&sku, e, &counter))?;
+            Ok(stock_delta(ctx, sku, counter))
         }
         Op::AddToCart {
             cart,

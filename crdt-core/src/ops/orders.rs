@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{CheckoutItems, MAX_LINE_QUANTITY, OpError, PlanCtx, delta, live_product};
+use super::{
+    CheckoutItems, MAX_LINE_QUANTITY, OpError, PlanCtx, delta, live_product, short_of_rights,
+};
 use crate::counter::BoundedCounter;
 use crate::delta::{Delta, Part};
 use crate::ids::{Actor, OrderId, ProductId};
@@ -122,12 +124,7 @@ pub(super) fn plan_checkout(
         let mut counter: BoundedCounter = state.stock.get(&sku).cloned().unwrap_or_default();
         counter
             .sell(ctx.actor, units)
-            .map_err(|e| OpError::InsufficientStock {
-                sku: sku.0.clone(),
-                needed: e.needed,
-                held: e.held,
-                stock: counter.stock(),
-            })?;
+            .map_err(|e| short_of_rights(&sku, e, &counter))?;
         parts.push(Part::Stock {
             sku,
             counter: Box::new(counter),
