@@ -119,7 +119,9 @@ fn as_actor(r: &Replica, a: Actor) -> Replica {
         .into_iter()
         .filter_map(|k| s.encode_entry(&k).map(|b| (k, b)))
         .collect();
-    Replica::restore(cfg(a), r.meta(), entries, Vec::<Vec<u8>>::new()).expect("restore")
+    Replica::restore(cfg(a), r.meta(), entries, Vec::<Vec<u8>>::new())
+        .expect("restore")
+        .0
 }
 
 /// A cart add to a random existing cart; each cart draws from four products,

@@ -77,49 +77,58 @@ impl DeltaLog {
 
     /// Appends a delta. Deltas of one actor arrive in sequence; should one
     /// arrive after a gap (the replica jumped ahead through a repair), the
-    /// actor's log restarts just below it. Returns the deltas evicted to stay
-    /// within the bound.
+    /// actor's log restarts just below it. Returns every delta that left the
+    /// log — those the gap made useless and those evicted to stay within the
+    /// bound — so the caller deletes them from disk too.
     pub fn push(&mut self, d: LoggedDelta) -> Vec<Dot> {
         let log = self.actors.entry(d.dot.actor).or_default();
         if d.dot.seq <= log.last_seq() {
             return Vec::new();
         }
+        let mut dropped = Vec::new();
         if d.dot.seq != log.last_seq() + 1 {
             for e in log.entries.drain(..) {
                 self.bytes -= e.bytes.len();
                 self.len -= 1;
+                dropped.push(e.dot);
             }
             log.floor = d.dot.seq - 1;
         }
         self.bytes += d.bytes.len();
         self.len += 1;
         log.entries.push_back(d);
-        self.enforce_bound()
+        dropped.extend(self.enforce_bound());
+        dropped
     }
 
     /// Marks everything up to `seq` of `actor` as not held: used at start-up,
     /// when the stored log begins above zero, and after a repair moved the
     /// replica's vector past what the log holds. Entries at or below `seq`
-    /// are dropped.
-    pub fn raise_floor(&mut self, actor: Actor, seq: u64) {
+    /// are dropped; their dots are returned so the caller deletes them from
+    /// disk too.
+    pub fn raise_floor(&mut self, actor: Actor, seq: u64) -> Vec<Dot> {
         let log = self.actors.entry(actor).or_default();
+        let mut dropped = Vec::new();
         if seq <= log.floor {
-            return;
+            return dropped;
         }
         if seq >= log.last_seq() {
             for e in log.entries.drain(..) {
                 self.bytes -= e.bytes.len();
                 self.len -= 1;
+                dropped.push(e.dot);
             }
         } else {
             while log.entries.front().is_some_and(|e| e.dot.seq <= seq) {
                 if let Some(e) = log.entries.pop_front() {
                     self.bytes -= e.bytes.len();
                     self.len -= 1;
+                    dropped.push(e.dot);
                 }
             }
         }
         log.floor = seq;
+        dropped
     }
 
     fn enforce_bound(&mut self) -> Vec<Dot> {
@@ -241,6 +250,11 @@ impl DeltaLog {
         self.bytes
     }
 
+    /// The bound the log keeps to, in bytes of encoded deltas.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
     /// Per actor, the highest sequence no longer held.
     pub fn floors(&self) -> BTreeMap<Actor, u64> {
         self.actors.iter().map(|(a, l)| (*a, l.floor)).collect()
@@ -315,5 +329,24 @@ mod tests {
         assert_eq!(log.len(), 2);
         assert!(log.get(&Dot::new(actor("a"), 4)).is_some());
         assert!(log.get(&Dot::new(actor("a"), 3)).is_none());
+    }
+
+    #[test]
+    fn every_delta_that_leaves_the_log_is_reported() {
+        let mut log = DeltaLog::new(1 << 20);
+        for s in 1..=3 {
+            log.push(ld("a", s, s, 10));
+        }
+        // A gap (a repair moved the vector on): the old run leaves the log.
+        let dropped = log.push(ld("a", 7, 7, 10));
+        assert_eq!(dropped.iter().map(|d| d.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(log.len(), 1);
+        log.push(ld("a", 8, 8, 10));
+        let dropped = log.raise_floor(actor("a"), 7);
+        assert_eq!(dropped.iter().map(|d| d.seq).collect::<Vec<_>>(), [7]);
+        let dropped = log.raise_floor(actor("a"), 20);
+        assert_eq!(dropped.iter().map(|d| d.seq).collect::<Vec<_>>(), [8]);
+        assert!(log.is_empty());
+        assert_eq!(log.bytes(), 0);
     }
 }

@@ -50,5 +50,6 @@ pub use context::{CausalContext, Dot, VersionVector};
 pub use delta::{Delta, Part, RepairSnapshot};
 pub use ids::{Actor, CartId, NodeId, OrderId, ProductId};
 pub use ops::{CheckoutItems, Op, OpError};
-pub use replica::{Applied, MergeOutcome, Replica, ReplicaConfig, ReplicaMeta};
+pub use replica::repair;
+pub use replica::{Applied, MergeOutcome, RepairOutcome, Replica, ReplicaConfig, ReplicaMeta};
 pub use state::{Key, KeyspaceId, Sku};

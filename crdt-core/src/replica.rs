@@ -21,11 +21,14 @@ use crate::codec::{self, DecodeError, Kind, Versioned};
 use crate::context::{CausalContext, Dot, VersionVector};
 use crate::delta::{Delta, Part, RepairSnapshot};
 use crate::delta_log::{DeltaLog, LoggedDelta, Truncated};
-use crate::digest::bucket_of;
 use crate::ids::{Actor, OrderId, ProductId};
 use crate::ops::{Op, OpError, PlanCtx, plan};
 use crate::state::{Key, KeyspaceId, State};
 use crate::status::OrderStatus;
+
+pub mod repair;
+
+use repair::Journal;
 
 /// How a replica is set up.
 #[derive(Clone, Debug)]
@@ -90,6 +93,9 @@ pub struct RepairOutcome {
     pub changed: Vec<Key>,
     /// Early deltas that became applicable once the vector moved.
     pub unblocked: Vec<Applied>,
+    /// Logged deltas that left the log because the vector moved past them
+    /// (delete them from disk too).
+    pub evicted: Vec<Dot>,
 }
 
 /// The causal metadata persisted beside the state.
@@ -134,6 +140,10 @@ pub struct Replica {
     sku_index: BTreeMap<String, BTreeSet<ProductId>>,
     returns_due: BTreeSet<OrderId>,
     stats: ReplicaStats,
+    /// The repair in progress, if any (see [`repair`]).
+    journal: Option<Journal>,
+    /// Number of the last repair begun.
+    next_repair: u64,
 }
 
 impl Replica {
@@ -151,17 +161,20 @@ impl Replica {
             sku_index: BTreeMap::new(),
             returns_due: BTreeSet::new(),
             stats: ReplicaStats::default(),
+            journal: None,
+            next_repair: 0,
         }
     }
 
     /// Rebuilds a replica from what was persisted: its metadata, every stored
-    /// entry, and the stored delta log (in any order).
+    /// entry, and the stored delta log (in any order). Also returns the
+    /// logged deltas that did not fit the log's bound (delete them from disk).
     pub fn restore(
         cfg: ReplicaConfig,
         meta: ReplicaMeta,
         entries: impl IntoIterator<Item = (Key, Vec<u8>)>,
         log: impl IntoIterator<Item = Vec<u8>>,
-    ) -> Result<Self, DecodeError> {
+    ) -> Result<(Self, Vec<Dot>), DecodeError> {
         let mut r = Self::new(cfg);
         for (key, bytes) in entries {
             r.state.load_entry(&key, &bytes)?;
@@ -182,9 +195,12 @@ impl Replica {
             });
         }
         logged.sort_by_key(|l| l.dot);
+        let mut stale = Vec::new();
         for l in logged {
             if l.dot.seq <= r.applied.get(&l.dot.actor) {
-                r.log.push(l);
+                stale.extend(r.log.push(l));
+            } else {
+                stale.push(l.dot);
             }
         }
         let ids: Vec<ProductId> = r.state.products.iter().map(|(k, _)| *k).collect();
@@ -195,7 +211,7 @@ impl Replica {
         for id in orders {
             r.recheck_return(&id);
         }
-        Ok(r)
+        Ok((r, stale))
     }
 
     /// The metadata to persist beside the state.
@@ -291,6 +307,9 @@ impl Replica {
 
     /// Joins a delta whose predecessors are all applied.
     fn integrate(&mut self, delta: Delta, bytes: Arc<[u8]>) -> Applied {
+        if self.journal.is_some() {
+            self.journal_before(delta.parts.iter().map(Part::key));
+        }
         let old_skus: Vec<(ProductId, Option<String>)> = delta
             .parts
             .iter()
@@ -386,59 +405,6 @@ impl Replica {
             buckets: buckets.to_vec(),
             entries,
         }
-    }
-
-    /// Joins a peer's repair snapshot. The snapshot covers its buckets
-    /// completely, and the caller has checked (under the sender's lock) that
-    /// every other bucket was equal, so afterwards this replica holds
-    /// everything the sender's contexts claim and adopts them.
-    pub fn merge_repair(&mut self, snap: &RepairSnapshot, wall_ms: u64) -> RepairOutcome {
-        let covered: BTreeSet<(KeyspaceId, u16)> = snap.buckets.iter().copied().collect();
-        let mut theirs: BTreeMap<Key, &crate::state::KeyEntry> = BTreeMap::new();
-        for e in &snap.entries {
-            let k = e.key();
-            let b = bucket_of(&k.to_bytes()[1..]);
-            if covered.contains(&(k.keyspace(), b)) {
-                theirs.insert(k, e);
-            }
-        }
-        let mut keys: BTreeSet<Key> = theirs.keys().cloned().collect();
-        for &(ks, b) in &covered {
-            keys.extend(self.state.keys_in_bucket(ks, b));
-        }
-        let mut out = RepairOutcome::default();
-        for key in keys {
-            let old_sku = match &key {
-                Key::Product(id) => Some((*id, self.product_sku(id))),
-                _ => None,
-            };
-            if self
-                .state
-                .join_full(&key, theirs.get(&key).copied(), &self.cc, &snap.cc)
-            {
-                if let Some((id, old)) = old_sku {
-                    self.reindex_product(&id, old);
-                }
-                if let Key::Order(id) = &key {
-                    self.recheck_return(id);
-                }
-                out.changed.push(key);
-            }
-        }
-        self.cc.union(&snap.cc);
-        let mut moved = Vec::new();
-        for (actor, &seq) in &snap.applied.dots {
-            if seq > self.applied.get(actor) {
-                self.applied.dots.insert(*actor, seq);
-                self.log.raise_floor(*actor, seq);
-                moved.push(*actor);
-            }
-        }
-        let waiting: BTreeSet<Actor> = self.pending.keys().map(|d| d.actor).collect();
-        for actor in waiting {
-            out.unblocked.extend(self.drain_pending(actor, wall_ms));
-        }
-        out
     }
 
     /// The digest of the whole state: equal exactly when two replicas hold the

@@ -2,22 +2,36 @@
 //! change takes — apply under the lock, stage to sled in the same critical
 //! section, wait for the group flush, then publish.
 //!
-//! Readers go through [`Engine::read`], which holds a read lock only while it
-//! copies what it needs, then waits until everything it saw is durable: no
-//! read ever shows a write that a crash could still take back.
+//! **The durable frontier.** Nothing leaves the node — to a client or to a
+//! peer — before it is on stable storage:
+//! - readers go through [`Engine::read`], which holds a read lock only while
+//!   it copies what it needs, then waits until everything it saw is durable;
+//!   every HTTP read, every pull or repair answer, every rights or move reply
+//!   and every vector or digest sent to a peer is taken this way;
+//! - changes are published (to the push fan-out, the search indexer, the
+//!   event stream) by the flusher itself, right after the sync that made
+//!   them durable ([`Engine::publish_durable`]) — so publishing never depends
+//!   on the client that asked for a change still waiting for the answer.
+//!
+//! [`Engine::peek`] reads without waiting, for metrics and for decisions that
+//! stay inside the node (which peer to ask for rights, which returns are
+//! due); what it returns must never be sent anywhere.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crdt_core::delta_log::LoggedDelta;
+use crdt_core::repair::{RepairBase, RepairRefused};
 use crdt_core::{
-    Actor, Applied, Dot, Key, MergeOutcome, NodeId, Op, OpError, RepairSnapshot, Replica,
-    VersionVector,
+    Actor, Applied, Dot, Key, MergeOutcome, NodeId, Op, OpError, RepairOutcome, RepairSnapshot,
+    Replica, VersionVector,
 };
 use tokio::sync::broadcast;
 
 use crate::clock;
 use crate::metrics as m;
+use crate::shutdown::Shutdown;
 use crate::storage::{StorageError, Store};
 
 /// Where an applied delta came from.
@@ -62,6 +76,18 @@ pub struct MergeReport {
     pub malformed: usize,
 }
 
+/// Why a repair could not be joined.
+#[derive(Debug, thiserror::Error)]
+pub enum RepairError {
+    /// The replica refused it (stale base, too busy, missing history);
+    /// nothing changed.
+    #[error(transparent)]
+    Refused(#[from] RepairRefused),
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
 /// The node's replica and store.
 pub struct Engine {
     id: NodeId,
@@ -69,6 +95,9 @@ pub struct Engine {
     replica: RwLock<Replica>,
     store: Arc<Store>,
     events: broadcast::Sender<Event>,
+    /// Changes staged but not yet durable, with their tickets, in ticket
+    /// order: published by [`Engine::publish_durable`] once synced.
+    outbox: Mutex<VecDeque<(u64, Event)>>,
     returns_running: AtomicBool,
 }
 
@@ -82,8 +111,47 @@ impl Engine {
             replica: RwLock::new(replica),
             store,
             events,
+            outbox: Mutex::new(VecDeque::new()),
             returns_running: AtomicBool::new(false),
         })
+    }
+
+    fn outbox(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, Event)>> {
+        self.outbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Publishes every change staged up to `ticket`: called by the flusher
+    /// once that ticket is on stable storage, before its waiters wake.
+    pub fn publish_durable(&self, ticket: u64) {
+        let ready: Vec<Event> = {
+            let mut q = self.outbox();
+            let n = q.iter().take_while(|(t, _)| *t <= ticket).count();
+            q.drain(..n).map(|(_, e)| e).collect()
+        };
+        for e in ready {
+            let _ = self.events.send(e);
+        }
+    }
+
+    /// Stages `keys`, `logged` and `dropped` from `r` and queues `events`
+    /// for publication once durable. The outbox lock is held across the
+    /// stage, so the flusher cannot publish this ticket's round before the
+    /// events are queued.
+    fn stage<'a>(
+        &self,
+        r: &Replica,
+        keys: impl IntoIterator<Item = &'a Key>,
+        logged: impl IntoIterator<Item = &'a LoggedDelta>,
+        dropped: impl IntoIterator<Item = &'a Dot>,
+        events: impl IntoIterator<Item = Event>,
+    ) -> u64 {
+        let mut q = self.outbox();
+        let ticket = self
+            .store
+            .stage(r, keys, logged, dropped)
+            .unwrap_or_else(|e| self.fail_stop(&e));
+        q.extend(events.into_iter().map(|e| (ticket, e)));
+        ticket
     }
 
     /// This node's id.
@@ -121,25 +189,39 @@ impl Engine {
         std::process::exit(70)
     }
 
-    /// Carries out a local operation; returns once it is durable.
+    /// Carries out a local operation; returns once it is durable. The
+    /// change is published when it is durable even if this future is
+    /// dropped first (a client that hung up).
     pub async fn write(&self, op: Op) -> Result<Arc<Applied>, WriteError> {
-        let kind = op_kind(&op);
-        let (applied, ticket) = {
+        self.write_with(|_| Ok((op, ()))).await.map(|(a, ())| a)
+    }
+
+    /// Like [`Engine::write`], with the operation built under the write lock
+    /// from the replica as it is at that moment (so a decision such as how
+    /// many rights to give cannot race with other writers); `plan` also
+    /// returns a value for the caller.
+    pub async fn write_with<T>(
+        &self,
+        plan: impl FnOnce(&Replica) -> Result<(Op, T), OpError>,
+    ) -> Result<(Arc<Applied>, T), WriteError> {
+        let (applied, ticket, kind, extra) = {
             let mut r = self.write_lock();
-            let applied = r.apply_local(op, clock::now_ms())?;
-            let ticket = self
-                .store
-                .stage(&r, &applied.changed, [&applied.logged], &applied.evicted)
-                .unwrap_or_else(|e| self.fail_stop(&e));
+            let (op, extra) = plan(&r)?;
+            let kind = op_kind(&op);
+            let applied = Arc::new(r.apply_local(op, clock::now_ms())?);
+            let ticket = self.stage(
+                &r,
+                &applied.changed,
+                [&applied.logged],
+                &applied.evicted,
+                [Event::Applied(applied.clone(), Origin::Local)],
+            );
             gauge_log(&r);
-            (Arc::new(applied), ticket)
+            (applied, ticket, kind, extra)
         };
         self.store.durable(ticket).await?;
         ::metrics::counter!(m::WRITES, "op" => kind).increment(1);
-        let _ = self
-            .events
-            .send(Event::Applied(applied.clone(), Origin::Local));
-        Ok(applied)
+        Ok((applied, extra))
     }
 
     /// Reads from the replica, then waits until everything read is durable.
@@ -153,8 +235,9 @@ impl Engine {
         value
     }
 
-    /// Reads without waiting for durability: for metrics and status, which
-    /// show internals rather than data.
+    /// Reads without waiting for durability: for metrics, and for decisions
+    /// that stay inside this node. Never send what it returns to a client or
+    /// a peer — use [`Engine::read`] for that.
     pub fn peek<R>(&self, f: impl FnOnce(&Replica) -> R) -> R {
         f(&self.read_lock())
     }
@@ -195,10 +278,11 @@ impl Engine {
                 let logged: Vec<&LoggedDelta> = applied_all.iter().map(|a| &a.logged).collect();
                 let evicted: Vec<&Dot> =
                     applied_all.iter().flat_map(|a| a.evicted.iter()).collect();
-                let t = self
-                    .store
-                    .stage(&r, keys, logged, evicted)
-                    .unwrap_or_else(|e| self.fail_stop(&e));
+                let events: Vec<Event> = applied_all
+                    .iter()
+                    .map(|a| Event::Applied(a.clone(), Origin::Remote(from)))
+                    .collect();
+                let t = self.stage(&r, keys, logged, evicted, events);
                 gauge_log(&r);
                 Some(t)
             }
@@ -209,41 +293,87 @@ impl Engine {
         ::metrics::counter!(m::MERGED, "outcome" => "pending").increment(report.pending as u64);
         if let Some(t) = ticket {
             self.store.durable(t).await?;
-            for a in applied_all {
-                let _ = self.events.send(Event::Applied(a, Origin::Remote(from)));
-            }
         }
         Ok(report)
     }
 
-    /// Joins a repair snapshot from a peer; returns the number of keys changed.
-    pub async fn merge_repair(&self, snap: &RepairSnapshot) -> Result<usize, StorageError> {
-        let (ticket, changed, unblocked) = {
+    /// Starts a repair in which this node receives (see
+    /// `crdt_core::repair`): its tree hashes are frozen for the conversation.
+    pub fn begin_repair(&self) -> RepairBase {
+        self.write_lock().begin_repair()
+    }
+
+    /// Abandons the repair in progress.
+    pub fn abort_repair(&self) {
+        self.write_lock().abort_repair();
+    }
+
+    /// Joins a catch-up repair snapshot from a peer; returns the keys changed.
+    pub async fn merge_repair(
+        &self,
+        snap: &RepairSnapshot,
+        base: &RepairBase,
+    ) -> Result<Vec<Key>, RepairError> {
+        self.join_repair(|r| r.merge_repair(snap, base, clock::now_ms()))
+            .await
+    }
+
+    /// Joins a divergence repair snapshot from a peer (equal vectors,
+    /// different digests); returns the keys changed.
+    pub async fn merge_divergent(
+        &self,
+        snap: &RepairSnapshot,
+        their_newer: &[Vec<u8>],
+        base: &RepairBase,
+    ) -> Result<Vec<Key>, RepairError> {
+        self.join_repair(|r| r.merge_divergent(snap, their_newer, base))
+            .await
+    }
+
+    async fn join_repair(
+        &self,
+        join: impl FnOnce(&mut Replica) -> Result<RepairOutcome, RepairRefused>,
+    ) -> Result<Vec<Key>, RepairError> {
+        let (ticket, changed) = {
             let mut r = self.write_lock();
-            let out = r.merge_repair(snap, clock::now_ms());
+            let out = join(&mut r)?;
             let mut keys: Vec<Key> = out.changed.clone();
             keys.extend(out.unblocked.iter().flat_map(|a| a.changed.iter().cloned()));
             let logged: Vec<&LoggedDelta> = out.unblocked.iter().map(|a| &a.logged).collect();
-            let evicted: Vec<&Dot> = out
-                .unblocked
-                .iter()
-                .flat_map(|a| a.evicted.iter())
-                .collect();
-            let t = self
-                .store
-                .stage(&r, &keys, logged, evicted)
-                .unwrap_or_else(|e| self.fail_stop(&e));
-            (t, out.changed, out.unblocked)
+            let mut dropped: Vec<&Dot> = out.evicted.iter().collect();
+            dropped.extend(out.unblocked.iter().flat_map(|a| a.evicted.iter()));
+            let mut events = vec![Event::Repaired(Arc::new(out.changed.clone()))];
+            events.extend(
+                out.unblocked
+                    .iter()
+                    .map(|a| Event::Applied(Arc::new(a.clone()), Origin::Remote(None))),
+            );
+            let t = self.stage(&r, &keys, logged, dropped, events);
+            gauge_log(&r);
+            (t, out.changed)
         };
         self.store.durable(ticket).await?;
-        let n = changed.len();
-        let _ = self.events.send(Event::Repaired(Arc::new(changed)));
-        for a in unblocked {
-            let _ = self
-                .events
-                .send(Event::Applied(Arc::new(a), Origin::Remote(None)));
-        }
-        Ok(n)
+        Ok(changed)
+    }
+
+    /// Fault injection for tests (`CONCORD_TEST_HOOKS=1`): forgets one key's
+    /// entry in memory and on disk, as a disk that lost a write would,
+    /// leaving the causal context and vectors as they are.
+    pub async fn forget_key(&self, key: &Key) -> Result<bool, StorageError> {
+        let (ticket, had) = {
+            let mut r = self.write_lock();
+            let had = r.forget_entry(key);
+            let t = self.stage(
+                &r,
+                [key],
+                std::iter::empty(),
+                std::iter::empty(),
+                std::iter::empty(),
+            );
+            (t, had)
+        };
+        self.store.durable(ticket).await?;
+        Ok(had)
     }
 
     /// Drops logged deltas every peer has acknowledged.
@@ -254,15 +384,48 @@ impl Engine {
             if dropped.is_empty() {
                 return Ok(0);
             }
-            let t = self
-                .store
-                .stage(&r, std::iter::empty(), std::iter::empty(), &dropped)
-                .unwrap_or_else(|e| self.fail_stop(&e));
+            let t = self.stage(
+                &r,
+                std::iter::empty(),
+                std::iter::empty(),
+                &dropped,
+                std::iter::empty(),
+            );
             gauge_log(&r);
             (t, dropped.len())
         };
         self.store.durable(ticket).await?;
         Ok(n)
+    }
+
+    /// Drops every logged delta: for a node with no peers, which nobody will
+    /// ever pull from.
+    pub async fn truncate_all(&self) -> Result<usize, StorageError> {
+        let all = self.peek(|r| r.version_vector().clone());
+        self.truncate_log(&all).await
+    }
+
+    /// Returns the units of orders this node sold whenever a change — by any
+    /// path: a push, a pull, a rights or move reply, a repair, this node's
+    /// own restart — leaves one of them cancelled and not yet returned.
+    pub async fn run_returns(self: Arc<Self>, shutdown: Shutdown) {
+        let mut rx = self.subscribe();
+        self.process_returns().await;
+        loop {
+            let ev = tokio::select! {
+                ev = rx.recv() => ev,
+                _ = shutdown.wait() => break,
+            };
+            let touches_orders = |keys: &[Key]| keys.iter().any(|k| matches!(k, Key::Order(_)));
+            match ev {
+                Ok(Event::Applied(a, _)) if touches_orders(&a.changed) => {}
+                Ok(Event::Repaired(keys)) if touches_orders(&keys) => {}
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+            self.process_returns().await;
+        }
     }
 
     /// Returns the units of orders this node sold that were cancelled

@@ -102,7 +102,8 @@ fn keyspace_of(k: &Key) -> KeyspaceId {
     k.keyspace()
 }
 
-fn key_text(k: &Key) -> String {
+/// A key as text: a UUID, or a SKU.
+pub fn key_text(k: &Key) -> String {
     match k {
         Key::Product(p) => p.to_string(),
         Key::Cart(c) => c.to_string(),
@@ -131,9 +132,9 @@ pub async fn run_bridge(engine: Arc<Engine>, hub: Arc<EventHub>, shutdown: Shutd
                     }
                     let orders: Vec<_> = a.changed.iter().filter_map(|k| match k { Key::Order(o) => Some(*o), _ => None }).collect();
                     if !orders.is_empty() {
-                        let statuses = engine.peek(|r| orders.iter().filter_map(|o| {
+                        let statuses = engine.read(|r| orders.iter().filter_map(|o| {
                             r.state().orders.get(o).and_then(|e| e.header.as_ref().map(|h| (o.to_string(), e.status.0.as_str(), h.customer.clone())))
-                        }).collect::<Vec<_>>());
+                        }).collect::<Vec<_>>()).await;
                         for (id, status, customer) in statuses {
                             hub.publish("order", json!({"id": id, "status": status, "customerId": customer}));
                         }
@@ -146,7 +147,7 @@ pub async fn run_bridge(engine: Arc<Engine>, hub: Arc<EventHub>, shutdown: Shutd
                 Err(broadcast::error::RecvError::Closed) => break,
             },
             _ = digest_tick.tick() => {
-                let d = engine.peek(|r| crate::api::system::hex(&r.digest()));
+                let d = engine.read(|r| crate::api::system::hex(&r.digest())).await;
                 if d != last_digest {
                     hub.publish("digest", json!({"digest": d}));
                     last_digest = d;

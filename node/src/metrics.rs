@@ -50,6 +50,10 @@ pub const WRITES: &str = "concord_writes_total";
 pub const FLUSH_BATCH: &str = "concord_flush_batch_size";
 /// Flush latency.
 pub const FLUSH_LATENCY: &str = "concord_flush_duration_seconds";
+/// `fdatasync`/`fsync` calls made by group commits.
+pub const STORE_SYNCS: &str = "concord_store_syncs_total";
+/// Repairs started because two peers held equal vectors and different digests.
+pub const DIVERGENCE_REPAIRED: &str = "concord_divergence_repaired_total";
 /// Deltas in the delta log.
 pub const DELTA_LOG_LEN: &str = "concord_delta_log_entries";
 /// Bytes in the delta log.

@@ -79,10 +79,15 @@ pub async fn start(opts: NodeOptions) -> anyhow::Result<RunningNode> {
 
     let (background_stop, background) = shutdown::pair();
     let mut tasks = JoinSet::new();
-    let flusher = store.start_flusher(|s| {
-        ::metrics::histogram!(crate::metrics::FLUSH_BATCH).record(s.batches as f64);
-        ::metrics::histogram!(crate::metrics::FLUSH_LATENCY).record(s.took.as_secs_f64());
-    });
+    let flusher = {
+        let engine = engine.clone();
+        store.start_flusher(move |d| {
+            ::metrics::histogram!(crate::metrics::FLUSH_BATCH).record(d.batches as f64);
+            ::metrics::histogram!(crate::metrics::FLUSH_LATENCY).record(d.took.as_secs_f64());
+            ::metrics::counter!(crate::metrics::STORE_SYNCS).increment(u64::from(d.syncs));
+            engine.publish_durable(d.ticket);
+        })
+    };
     {
         let (search, engine) = (search.clone(), engine.clone());
         tasks.spawn(async move {
@@ -113,10 +118,7 @@ pub async fn start(opts: NodeOptions) -> anyhow::Result<RunningNode> {
         background.clone(),
     )
     .context("starting replication")?;
-    {
-        let engine = engine.clone();
-        tasks.spawn(async move { engine.process_returns().await });
-    }
+    tasks.spawn(engine.clone().run_returns(background.clone()));
 
     let listener = match opts.http {
         Some(l) => l,

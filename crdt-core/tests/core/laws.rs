@@ -223,19 +223,7 @@ proptest! {
 
 /// A copy of a replica, made the way a node restarts: from what it persisted.
 pub fn clone_replica(r: &Replica) -> Replica {
-    let s = r.state();
-    let entries: Vec<_> = s
-        .all_keys()
-        .into_iter()
-        .filter_map(|k| s.encode_entry(&k).map(|b| (k, b)))
-        .collect();
-    let log: Vec<Vec<u8>> = r
-        .missing_for(&crdt_core::VersionVector::new(), usize::MAX)
-        .map(|v| v.into_iter().map(|l| l.bytes.to_vec()).collect())
-        .unwrap_or_default();
-    let mut cfg = ReplicaConfig::new(r.actor());
-    cfg.log_max_bytes = 1 << 30;
-    Replica::restore(cfg, r.meta(), entries, log).expect("restore")
+    crate::support::persisted(r)
 }
 
 /// The full-state join of `b` into `a`: a repair covering every bucket where
@@ -248,7 +236,8 @@ pub fn full_join(a: &mut Replica, b: &Replica) {
         }
     }
     let snap = b.repair_for(&buckets);
-    a.merge_repair(&snap, 0);
+    let base = a.begin_repair();
+    a.merge_repair(&snap, &base, 0).expect("a fresh base");
 }
 
 fn joined(a: &Replica, b: &Replica) -> Replica {

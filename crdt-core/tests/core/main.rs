@@ -7,5 +7,6 @@
 mod codec;
 mod counter_model;
 mod laws;
+mod repair;
 mod simulation;
 mod support;

@@ -217,6 +217,31 @@ pub fn random_op(
     }
 }
 
+/// A replica as its store would bring it back: every entry, the metadata
+/// and every delta the log holds, through their encoded forms, with the same
+/// log bound.
+pub fn persisted(r: &Replica) -> Replica {
+    let s = r.state();
+    let entries: Vec<_> = s
+        .all_keys()
+        .into_iter()
+        .filter_map(|k| s.encode_entry(&k).map(|b| (k, b)))
+        .collect();
+    let mut log = Vec::new();
+    for (actor, floor) in r.log().floors() {
+        for seq in floor + 1..=r.version_vector().get(&actor) {
+            if let Some(l) = r.log().get(&crdt_core::Dot::new(actor, seq)) {
+                log.push(l.bytes.to_vec());
+            }
+        }
+    }
+    let mut cfg = crdt_core::ReplicaConfig::new(r.actor());
+    cfg.log_max_bytes = r.log().max_bytes();
+    let (restored, stale) = Replica::restore(cfg, r.meta(), entries, log).expect("restore");
+    assert!(stale.is_empty(), "a log within its bound restores whole");
+    restored
+}
+
 /// The escrow invariants at one replica: no actor's rights below zero, stock
 /// not below zero, and Σ units in live orders ≤ Σ restocked, per SKU.
 pub fn check_stock_invariants(r: &Replica) -> Result<(), String> {

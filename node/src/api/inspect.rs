@@ -86,17 +86,20 @@ pub async fn tree(
             "no such tree node (level 0–3, index below 16^level)",
         ));
     }
-    let children = state.engine.peek(|r| {
-        r.state()
-            .tree(ks)
-            .children(NodeRef {
-                level: q.level,
-                index: q.index,
-            })
-            .into_iter()
-            .map(|h| format!("{h:032x}"))
-            .collect()
-    });
+    let children = state
+        .engine
+        .read(|r| {
+            r.state()
+                .tree(ks)
+                .children(NodeRef {
+                    level: q.level,
+                    index: q.index,
+                })
+                .into_iter()
+                .map(|h| format!("{h:032x}"))
+                .collect()
+        })
+        .await;
     Ok(Json(TreeChildren { children }))
 }
 
@@ -108,7 +111,7 @@ pub async fn bucket(
     ApiQuery(q): ApiQuery<BucketQuery>,
 ) -> Result<Json<BucketEntries>, ApiError> {
     let ks = keyspace(&q.keyspace)?;
-    let entries = state.engine.peek(|r| {
+    let entries = state.engine.read(|r| {
         r.state()
             .keys_in_bucket(ks, q.bucket)
             .into_iter()
@@ -126,7 +129,7 @@ pub async fn bucket(
                 })
             })
             .collect()
-    });
+    }).await;
     Ok(Json(BucketEntries { entries }))
 }
 

@@ -101,14 +101,16 @@ pub async fn checkout(
                     Json(order_view(&state, order, &caller).await?),
                 ));
             }
+            // Ask peers even when this node's view of the stock says too
+            // little: a restock elsewhere may not have arrived yet.
             Err(WriteError::Op(OpError::InsufficientStock {
                 sku,
                 needed,
                 held,
                 stock,
-            })) if stock >= needed => {
+            })) => {
                 let sku = crdt_core::Sku(sku);
-                if !state.cluster.acquire_rights(&sku, needed - held).await {
+                if !state.cluster.acquire_rights(&sku, needed).await {
                     return Err(OpError::InsufficientStock {
                         sku: sku.0,
                         needed,

@@ -80,6 +80,8 @@ pub struct ClusterStatus {
     pub delta_log_bytes: usize,
     /// Deltas waiting for an earlier one of their actor.
     pub pending: usize,
+    /// Divergence repairs this node ran (equal vectors, different digests).
+    pub divergence: crate::replication::DivergenceStatus,
 }
 
 /// Hex of bytes.
@@ -92,7 +94,8 @@ pub fn hex(b: &[u8]) -> String {
     responses((status = 200, description = "Status", body = ClusterStatus)))]
 pub async fn cluster_status(State(state): State<AppState>) -> Json<ClusterStatus> {
     let peers = state.cluster.peer_statuses();
-    let status = state.engine.peek(|r| {
+    let divergence = state.cluster.divergence_status();
+    let status = state.engine.read(|r| {
         let roots = r.state().roots();
         let sizes = r.state().sizes();
         ClusterStatus {
@@ -119,8 +122,9 @@ pub async fn cluster_status(State(state): State<AppState>) -> Json<ClusterStatus
             delta_log: r.log().len(),
             delta_log_bytes: r.log().bytes(),
             pending: r.pending_len(),
+            divergence,
         }
-    });
+    }).await;
     Json(status)
 }
 

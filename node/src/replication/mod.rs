@@ -10,10 +10,12 @@
 //! - per peer, a sender that writes what its queue holds onto one uni stream
 //!   at a time (sent at once when idle; batched while a push is in flight);
 //!   and an anti-entropy loop that pulls on every (re)connection and every
-//!   `anti_entropy_ms` with jitter;
-//! - a truncation ticker that drops logged deltas every peer has.
+//!   `anti_entropy_ms` with jitter — and repairs a divergence it finds;
+//! - a truncation ticker that drops logged deltas every peer has (all of
+//!   them on a node with no peers).
 
 pub mod peer;
+pub mod repair;
 pub mod rights;
 pub mod sync;
 pub mod tls;
@@ -69,6 +71,33 @@ pub struct Cluster {
     pub repairing: tokio::sync::Mutex<()>,
     hub: Arc<crate::events::EventHub>,
     last_convergence: std::sync::Mutex<Option<bool>>,
+    divergence: std::sync::Mutex<DivergenceStatus>,
+}
+
+/// Divergence repairs this node ran (equal vectors, different digests), for
+/// the status endpoint, `concord inspect` and the console.
+#[derive(Clone, Debug, Default, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DivergenceStatus {
+    /// Divergence repairs that changed something here, since start.
+    pub repaired: u64,
+    /// The last one: the peer repaired from, when (Unix ms), and the keys it
+    /// changed (at most 20).
+    pub last: Option<DivergenceRepair>,
+}
+
+/// One divergence repair.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DivergenceRepair {
+    /// The peer whose state filled the gap.
+    pub peer: String,
+    /// When, in Unix milliseconds.
+    pub at_ms: u64,
+    /// Keys changed (`keyspace/key`), at most 20.
+    pub keys: Vec<String>,
+    /// How many keys changed in all.
+    pub changed: usize,
 }
 
 /// Why replication could not start.
@@ -134,6 +163,7 @@ impl Cluster {
             repairing: tokio::sync::Mutex::new(()),
             hub,
             last_convergence: std::sync::Mutex::new(None),
+            divergence: std::sync::Mutex::new(DivergenceStatus::default()),
         });
         if cluster.endpoint.is_some() {
             tasks.spawn(cluster.clone().accept_loop(shutdown.clone()));
@@ -167,19 +197,52 @@ impl Cluster {
             .collect()
     }
 
+    /// Records a divergence repair that changed `keys`: counted, logged,
+    /// shown in the status.
+    pub fn divergence_repaired(&self, peer: NodeId, keys: &[crdt_core::Key]) {
+        ::metrics::counter!(m::DIVERGENCE_REPAIRED).increment(1);
+        let named: Vec<String> = keys
+            .iter()
+            .take(20)
+            .map(|k| format!("{}/{}", k.keyspace().as_str(), crate::events::key_text(k)))
+            .collect();
+        tracing::warn!(%peer, changed = keys.len(), keys = ?named, "divergence repaired");
+        let mut d = self.divergence.lock().unwrap_or_else(|p| p.into_inner());
+        d.repaired += 1;
+        d.last = Some(DivergenceRepair {
+            peer: peer.to_string(),
+            at_ms: crate::clock::now_ms(),
+            keys: named,
+            changed: keys.len(),
+        });
+        drop(d);
+        self.hub.publish(
+            "divergence",
+            serde_json::json!({"peer": peer.to_string(), "changed": keys.len()}),
+        );
+    }
+
+    /// Divergence repairs so far.
+    pub fn divergence_status(&self) -> DivergenceStatus {
+        self.divergence
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Publishes a peer going up or down.
-    fn peer_changed(&self, peer: &Peer, alive: bool) {
+    async fn peer_changed(&self, peer: &Peer, alive: bool) {
         self.hub.publish(
             "peer",
             serde_json::json!({"id": peer.id.to_string(), "alive": alive}),
         );
-        self.convergence_changed();
+        self.convergence_changed().await;
     }
 
     /// Publishes whether this node and every live peer report one digest,
     /// when that changes.
-    pub fn convergence_changed(&self) {
-        let ours = self.engine.peek(|r| r.digest());
+    pub async fn convergence_changed(&self) {
+        let ours = self.engine.read(|r| r.digest()).await;
         let mut all = true;
         let mut peers = serde_json::Map::new();
         for p in self.peers.values() {
@@ -211,13 +274,13 @@ impl Cluster {
             .collect()
     }
 
-    /// Asks peers for `units` stock rights on `sku` (bounded by the rights
-    /// timeout); true once some were granted.
-    pub async fn acquire_rights(self: &Arc<Self>, sku: &Sku, units: u64) -> bool {
+    /// Asks peers for stock rights on `sku` until this node holds `needed`
+    /// (bounded by the rights timeout); true once it does.
+    pub async fn acquire_rights(self: &Arc<Self>, sku: &Sku, needed: u64) -> bool {
         rights::acquire(
             self,
             sku,
-            units,
+            needed,
             Duration::from_millis(self.cfg.rights_timeout_ms),
         )
         .await
@@ -346,7 +409,7 @@ impl Cluster {
         }
         peer.lost(&conn);
         if peer.conn().is_none() {
-            self.peer_changed(&peer, false);
+            self.peer_changed(&peer, false).await;
         }
     }
 
@@ -360,7 +423,6 @@ impl Cluster {
                         tracing::warn!(peer = %peer.id, error = %e, "could not merge pushed deltas");
                         return;
                     }
-                    self.engine.process_returns().await;
                 }
                 Ok(None) => return,
                 Ok(Some(other)) => {
@@ -391,12 +453,15 @@ impl Cluster {
                 digest,
                 connected,
             } => sync::serve_pull(self, peer, send, vv, digest, connected).await,
-            Msg::RepairStart { roots } => sync::serve_repair(self, peer, send, recv, roots).await,
+            Msg::RepairStart { roots, mode, vv } => {
+                repair::serve_repair(self, peer, send, recv, roots, mode, vv).await
+            }
+            Msg::RepairInvite => repair::serve_invite(self, peer).await,
             Msg::RightsRequest { sku, units, vv } => {
                 rights::serve_rights(self, peer, send, sku, units, vv).await
             }
             Msg::MoveRequest { order, to, vv } => {
-                rights::serve_move(self, send, order, to, vv).await
+                rights::serve_move(self, peer, send, order, to, vv).await
             }
             other => Err(wire::WireError::unexpected(&other)),
         }
@@ -531,6 +596,13 @@ impl Cluster {
             let (tx, rx) = self.wire_bytes();
             ::metrics::gauge!("concord_peer_udp_tx_bytes").set(tx as f64);
             ::metrics::gauge!("concord_peer_udp_rx_bytes").set(rx as f64);
+            if self.peers.is_empty() {
+                // Nobody will ever pull from a node without peers: keep no log.
+                if let Err(e) = self.engine.truncate_all().await {
+                    tracing::warn!(error = %e, "truncating the delta log failed");
+                }
+                continue;
+            }
             let mut acked: Option<VersionVector> = None;
             let fresh = self.peers.values().all(|p| {
                 let s = p.lock();

@@ -40,6 +40,11 @@ pub struct PeerState {
     pub connected_to: BTreeSet<NodeId>,
     /// Its state digest, as last reported.
     pub digest: Option<[u8; 32]>,
+    /// Pulls in a row that ended with equal vectors and different digests.
+    pub divergence_strikes: u32,
+    /// When it last invited us to repair from it (invitations are rate
+    /// limited).
+    pub last_invite: Option<Instant>,
 }
 
 /// One peer of this node.

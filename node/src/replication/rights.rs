@@ -20,57 +20,109 @@ use crdt_core::{Actor, Op, OpError, OrderId, Sku, VersionVector};
 
 use super::Cluster;
 use super::peer::Peer;
+use super::sync::{self, merge};
 use super::wire::{self, Msg, WireError};
 use crate::api::error::ApiError;
 use crate::engine::WriteError;
 use crate::metrics as m;
 
-/// Deltas sent along with an answer, at most.
+/// Deltas sent along with a move reply, at most (a forwarded move needs
+/// little; a peer further behind catches up by anti-entropy).
 const ANSWER_BYTES: usize = 4 << 20;
+/// How long a seller waits to catch up with a forwarded move's vector.
+const CATCH_UP: Duration = Duration::from_secs(2);
 
-/// Asks peers for `units` rights on `sku` until `timeout` passes; true once
-/// some were granted (and merged).
-pub async fn acquire(cluster: &Arc<Cluster>, sku: &Sku, units: u64, timeout: Duration) -> bool {
+/// What one rights request brought.
+enum Asked {
+    /// Units granted, now usable here.
+    Usable(u64),
+    /// Units granted, but the grant's history has not all arrived (our
+    /// vector was below the peer's log): to be caught up by a pull.
+    Pending(u64),
+    /// The peer holds no rights on the SKU.
+    Refused,
+}
+
+/// This node's rights on `sku`, as it sees them now.
+fn own_rights(cluster: &Cluster, sku: &Sku) -> u64 {
+    let me = cluster.engine.actor();
+    cluster
+        .engine
+        .peek(|r| r.state().stock.get(sku).map(|c| c.rights(&me)).unwrap_or(0))
+}
+
+/// Asks connected peers for rights on `sku` until this node holds `needed`
+/// or `timeout` passes; true once it holds them (merged and usable). Peers
+/// are asked richest first by this node's view of the counter, round after
+/// round while any of them grants something (concurrent checkouts here may
+/// spend a grant before ours retries). It gives up when a whole round of
+/// reachable peers holds nothing — the units are sold out, or beyond the
+/// partition — and stops asking others while a grant it received cannot be
+/// used yet: it pulls from that peer first, rather than draining every
+/// peer's rights toward a node that cannot sell them.
+pub async fn acquire(cluster: &Arc<Cluster>, sku: &Sku, needed: u64, timeout: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
-    let rights = cluster.engine.peek(|r| {
-        r.state()
-            .stock
-            .get(sku)
-            .map(|c| c.rights_by_actor())
-            .unwrap_or_default()
-    });
-    let mut candidates: Vec<(u64, Arc<Peer>)> = cluster
-        .peers
-        .values()
-        .filter_map(|p| {
-            let actor = p.lock().actor?;
-            p.conn()?;
-            Some((rights.get(&actor).copied().unwrap_or(0), p.clone()))
-        })
-        .collect();
-    candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
-    for (_, peer) in candidates {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        match tokio::time::timeout(left, ask(cluster, &peer, sku, units)).await {
-            Ok(Ok(g)) if g > 0 => {
-                ::metrics::counter!(m::RIGHTS_REQUESTS, "outcome" => "granted").increment(1);
-                tracing::debug!(peer = %peer.id, %sku, granted = g, "received stock rights");
+    loop {
+        let rights = cluster.engine.peek(|r| {
+            r.state()
+                .stock
+                .get(sku)
+                .map(|c| c.rights_by_actor())
+                .unwrap_or_default()
+        });
+        let mut candidates: Vec<(u64, Arc<Peer>)> = cluster
+            .peers
+            .values()
+            .filter_map(|p| {
+                let actor = p.lock().actor?;
+                p.conn()?;
+                Some((rights.get(&actor).copied().unwrap_or(0), p.clone()))
+            })
+            .collect();
+        candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
+        let mut granted_any = false;
+        for (_, peer) in candidates {
+            let held = own_rights(cluster, sku);
+            if held >= needed {
                 return true;
             }
-            Ok(Ok(_)) => {
-                ::metrics::counter!(m::RIGHTS_REQUESTS, "outcome" => "refused").increment(1)
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return false;
             }
-            Ok(Err(e)) => {
-                ::metrics::counter!(m::RIGHTS_REQUESTS, "outcome" => "error").increment(1);
-                tracing::debug!(peer = %peer.id, error = %e, "rights request failed");
+            let outcome =
+                tokio::time::timeout(left, ask(cluster, &peer, sku, needed - held)).await;
+            let label = match &outcome {
+                Ok(Ok(Asked::Usable(_))) => "granted",
+                Ok(Ok(Asked::Pending(_))) => "granted_pending",
+                Ok(Ok(Asked::Refused)) => "refused",
+                Ok(Err(_)) => "error",
+                Err(_) => "timeout",
+            };
+            ::metrics::counter!(m::RIGHTS_REQUESTS, "outcome" => label).increment(1);
+            match outcome {
+                Ok(Ok(Asked::Usable(g))) => {
+                    tracing::debug!(peer = %peer.id, %sku, granted = g, "received stock rights");
+                    granted_any = true;
+                }
+                Ok(Ok(Asked::Pending(g))) => {
+                    tracing::info!(peer = %peer.id, %sku, granted = g, "a grant arrived before its history: pulling first");
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    let _ = tokio::time::timeout(left, sync::pull(cluster, &peer)).await;
+                    return own_rights(cluster, sku) >= needed;
+                }
+                Ok(Ok(Asked::Refused)) => {}
+                Ok(Err(e)) => tracing::debug!(peer = %peer.id, error = %e, "rights request failed"),
+                Err(_) => return own_rights(cluster, sku) >= needed,
             }
-            Err(_) => ::metrics::counter!(m::RIGHTS_REQUESTS, "outcome" => "timeout").increment(1),
+        }
+        if own_rights(cluster, sku) >= needed {
+            return true;
+        }
+        if !granted_any || tokio::time::Instant::now() >= deadline {
+            return false;
         }
     }
-    false
 }
 
 async fn ask(
@@ -78,7 +130,7 @@ async fn ask(
     peer: &Arc<Peer>,
     sku: &Sku,
     units: u64,
-) -> Result<u64, WireError> {
+) -> Result<Asked, WireError> {
     let conn = peer
         .conn()
         .ok_or_else(|| WireError::Stream("not connected".into()))?;
@@ -86,7 +138,7 @@ async fn ask(
         .open_bi()
         .await
         .map_err(|e| WireError::Stream(e.to_string()))?;
-    let vv = cluster.engine.peek(|r| r.version_vector().clone());
+    let vv = cluster.engine.read(|r| r.version_vector().clone()).await;
     wire::write_msg(
         &mut send,
         &Msg::RightsRequest {
@@ -97,42 +149,50 @@ async fn ask(
     )
     .await?;
     let _ = send.finish();
-    match wire::expect_msg(&mut recv, Duration::from_secs(5)).await? {
-        Msg::RightsReply { granted, deltas } => {
-            merge(cluster, peer, deltas).await?;
-            Ok(granted)
+    let mut complete = true;
+    loop {
+        match wire::expect_msg(&mut recv, Duration::from_secs(5)).await? {
+            Msg::Deltas {
+                vv,
+                digest,
+                connected,
+                deltas,
+                ..
+            } => {
+                peer.learned(&vv, Some(digest), &connected);
+                merge(cluster, peer, deltas).await?;
+            }
+            Msg::Truncated { .. } => complete = false,
+            Msg::RightsReply { granted, deltas } => {
+                merge(cluster, peer, deltas).await?;
+                return Ok(match granted {
+                    0 => Asked::Refused,
+                    g if complete => Asked::Usable(g),
+                    g => Asked::Pending(g),
+                });
+            }
+            other => return Err(WireError::unexpected(&other)),
         }
-        other => Err(WireError::unexpected(&other)),
     }
 }
 
-async fn merge(
-    cluster: &Arc<Cluster>,
-    peer: &Arc<Peer>,
-    deltas: Vec<Vec<u8>>,
-) -> Result<(), WireError> {
-    if deltas.is_empty() {
-        return Ok(());
-    }
-    let batch: Vec<Arc<[u8]>> = deltas.into_iter().map(Arc::from).collect();
+/// What a peer at `vv` lacks, up to [`ANSWER_BYTES`] (durable only).
+async fn missing(cluster: &Cluster, vv: &VersionVector) -> Vec<Vec<u8>> {
     cluster
         .engine
-        .merge_remote(&batch, Some(peer.id))
+        .read(|r| {
+            r.missing_for(vv, ANSWER_BYTES)
+                .map(|v| v.into_iter().map(|l| l.bytes.to_vec()).collect())
+                .unwrap_or_default()
+        })
         .await
-        .map(|_| ())
-        .map_err(|e| WireError::Stream(e.to_string()))
 }
 
-fn missing(cluster: &Cluster, vv: &VersionVector) -> Vec<Vec<u8>> {
-    cluster.engine.peek(|r| {
-        r.missing_for(vv, ANSWER_BYTES)
-            .map(|v| v.into_iter().map(|l| l.bytes.to_vec()).collect())
-            .unwrap_or_default()
-    })
-}
-
-/// Answers a rights request: transfers at least half of what we hold (at
-/// most all), if we hold any.
+/// Answers a rights request: transfers at least what was asked (all we
+/// hold if less) and at least half of what we hold — decided under the
+/// write lock, so concurrent sales here cannot make the transfer fail —
+/// then streams every delta the asker lacks (the transfer's whole history,
+/// in chunks, or `Truncated`), and the grant last.
 pub async fn serve_rights(
     cluster: &Arc<Cluster>,
     peer: &Arc<Peer>,
@@ -145,34 +205,45 @@ pub async fn serve_rights(
     let mut granted = 0;
     if let Some(to) = to {
         let me = cluster.engine.actor();
-        let held = cluster.engine.peek(|r| {
-            r.state()
-                .stock
-                .get(&sku)
-                .map(|c| c.rights(&me))
-                .unwrap_or(0)
-        });
-        let give = held.min(units.max(held.div_ceil(2)));
-        if give > 0 {
-            match cluster
-                .engine
-                .write(Op::TransferRights {
+        let planned = cluster
+            .engine
+            .write_with(|r| {
+                let held = r
+                    .state()
+                    .stock
+                    .get(&sku)
+                    .map(|c| c.rights(&me))
+                    .unwrap_or(0);
+                let give = held.min(units.max(held.div_ceil(2)));
+                if give == 0 {
+                    return Err(OpError::Unchanged);
+                }
+                let op = Op::TransferRights {
                     sku: sku.clone(),
                     to,
                     quantity: give,
-                })
-                .await
-            {
-                Ok(_) => {
-                    granted = give;
-                    tracing::info!(peer = %peer.id, %sku, units = give, "gave stock rights");
-                }
-                Err(e) => tracing::debug!(peer = %peer.id, error = %e, "could not give rights"),
+                };
+                Ok((op, give))
+            })
+            .await;
+        match planned {
+            Ok((_, give)) => {
+                granted = give;
+                tracing::info!(peer = %peer.id, %sku, units = give, "gave stock rights");
             }
+            Err(WriteError::Op(OpError::Unchanged)) => {}
+            Err(e) => tracing::debug!(peer = %peer.id, error = %e, "could not give rights"),
         }
     }
-    let deltas = missing(cluster, &vv);
-    wire::write_msg(&mut send, &Msg::RightsReply { granted, deltas }).await?;
+    sync::stream_missing(cluster, &mut send, vv, peer.id).await?;
+    wire::write_msg(
+        &mut send,
+        &Msg::RightsReply {
+            granted,
+            deltas: Vec::new(),
+        },
+    )
+    .await?;
     let _ = send.finish();
     Ok(())
 }
@@ -192,6 +263,19 @@ pub async fn forward_move(
             ),
         )
     };
+    let gone = || {
+        ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "seller_gone",
+            format!(
+                "order {order} was sold by {seller}, whose store has since been replaced; it can no longer be shipped"
+            ),
+        )
+    };
+    // This node's own previous incarnation sold it: that store is gone.
+    if seller.node == cluster.engine.id() {
+        return Err(gone());
+    }
     let peer = cluster
         .peers
         .get(&seller.node)
@@ -201,22 +285,21 @@ pub async fn forward_move(
         let s = peer.lock();
         (s.conn.clone(), s.actor)
     };
+    // A later incarnation of the seller's node has been seen, connected or
+    // not: the seller will never come back.
+    if actor.is_some_and(|a| a.inc > seller.inc) {
+        return Err(gone());
+    }
     let conn = conn.ok_or_else(unreachable)?;
     if actor != Some(seller) {
-        return Err(ApiError::new(
-            axum::http::StatusCode::CONFLICT,
-            "seller_gone",
-            format!(
-                "order {order} was sold by {seller}, whose store has since been replaced; it can no longer be shipped"
-            ),
-        ));
+        return Err(unreachable());
     }
     let exchange = async {
         let (mut send, mut recv) = conn
             .open_bi()
             .await
             .map_err(|e| WireError::Stream(e.to_string()))?;
-        let vv = cluster.engine.peek(|r| r.version_vector().clone());
+        let vv = cluster.engine.read(|r| r.version_vector().clone()).await;
         wire::write_msg(&mut send, &Msg::MoveRequest { order, to, vv }).await?;
         let _ = send.finish();
         wire::expect_msg(&mut recv, Duration::from_secs(3)).await
@@ -248,26 +331,51 @@ fn static_code(code: &str) -> &'static str {
         "illegal_transition" => "illegal_transition",
         "order_not_found" => "order_not_found",
         "seller_unreachable" => "seller_unreachable",
+        "seller_behind" => "seller_behind",
         _ => "forwarded_error",
     }
 }
 
-/// Carries out a forwarded move on the seller.
+/// Whether this node has applied everything in `vv`.
+fn covers(cluster: &Cluster, vv: &VersionVector) -> bool {
+    cluster.engine.peek(|r| {
+        vv.dots
+            .iter()
+            .all(|(a, s)| r.version_vector().get(a) >= *s)
+    })
+}
+
+/// Carries out a forwarded move on the seller — once it has applied
+/// everything the asker had (the asker may have seen a pay this node has
+/// not): it pulls from the asker first, for up to [`CATCH_UP`], and answers
+/// 503 `seller_behind` if it still lags.
 pub async fn serve_move(
     cluster: &Arc<Cluster>,
+    peer: &Arc<Peer>,
     mut send: quinn::SendStream,
     order: OrderId,
     to: OrderStatus,
     vv: VersionVector,
 ) -> Result<(), WireError> {
-    let (status, code, message) = match cluster.engine.write(Op::MoveOrder { order, to }).await {
-        Ok(_) | Err(WriteError::Op(OpError::Unchanged)) => (200, String::new(), String::new()),
-        Err(e) => {
-            let api: ApiError = e.into();
-            (api.status.as_u16(), api.code.to_string(), api.message)
+    if !covers(cluster, &vv) {
+        let _ = tokio::time::timeout(CATCH_UP, sync::pull(cluster, peer)).await;
+    }
+    let (status, code, message) = if !covers(cluster, &vv) {
+        (
+            503,
+            "seller_behind".to_string(),
+            format!("the seller has not yet caught up with what this node knew of order {order}; try again"),
+        )
+    } else {
+        match cluster.engine.write(Op::MoveOrder { order, to }).await {
+            Ok(_) | Err(WriteError::Op(OpError::Unchanged)) => (200, String::new(), String::new()),
+            Err(e) => {
+                let api: ApiError = e.into();
+                (api.status.as_u16(), api.code.to_string(), api.message)
+            }
         }
     };
-    let deltas = missing(cluster, &vv);
+    let deltas = missing(cluster, &vv).await;
     wire::write_msg(
         &mut send,
         &Msg::MoveReply {

@@ -6,13 +6,16 @@
 //! costs a logged error and a closed stream, never a panic.
 
 use crdt_core::codec::{self, DecodeError, Kind, Versioned};
+use crdt_core::repair::RepairMode;
 use crdt_core::state::KeyEntry;
 use crdt_core::status::OrderStatus;
 use crdt_core::{Actor, CausalContext, KeyspaceId, NodeId, OrderId, Sku, VersionVector};
 use serde::{Deserialize, Serialize};
 
-/// Protocol version exchanged in the hello.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Protocol version exchanged in the hello. 2: repairs carry a mode and the
+/// receiver's vector, a divergence repair carries the sender's newer deltas,
+/// and rights replies stream what the asker lacks before the grant.
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Largest frame accepted, bytes.
 pub const MAX_FRAME: usize = 64 << 20;
 
@@ -79,10 +82,14 @@ pub enum Msg {
         /// The sender's version vector.
         vv: VersionVector,
     },
-    /// Repair: the puller's keyspace roots.
+    /// Repair: the receiver's keyspace roots (from its frozen base).
     RepairStart {
         /// One root per keyspace, in tag order.
         roots: Vec<u128>,
+        /// Catch-up or divergence.
+        mode: RepairMode,
+        /// The receiver's version vector at its base.
+        vv: VersionVector,
     },
     /// Repair: the sender asks for the children of these nodes.
     Descend {
@@ -107,6 +114,10 @@ pub enum Msg {
         applied: VersionVector,
         /// The buckets the snapshot covers.
         buckets: Vec<(KeyspaceId, u16)>,
+        /// For a divergence repair: the sender's deltas beyond the
+        /// receiver's vector (`None` when its log no longer holds them, and
+        /// the repair cannot be joined).
+        newer: Option<Vec<Vec<u8>>>,
     },
     /// A node short of stock rights asks for some.
     RightsRequest {
@@ -145,6 +156,9 @@ pub enum Msg {
         /// Deltas to merge.
         deltas: Vec<Vec<u8>>,
     },
+    /// "Run a divergence repair from me": sent by a node that just
+    /// repaired from the receiver, so that the repair runs both ways.
+    RepairInvite,
 }
 
 impl Versioned for Msg {

@@ -26,7 +26,13 @@
 //! `flush_async`'s hand-off to sled's thread pool cost more CPU than the
 //! flushes themselves.
 
+pub mod disk_sync;
+pub mod flusher;
 pub mod incarnation;
+mod segments;
+
+pub use flusher::{Durable, Flusher};
+use segments::{LogPlaces, segment_deltas};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -67,6 +73,14 @@ pub enum StorageError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The store's files could not be opened or synced.
+    #[error("syncing the store at {path}: {source}")]
+    Sync {
+        /// The store directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The incarnation ledger could not be written.
     #[error("incarnation ledger in {path}: {source}")]
     Ledger {
@@ -85,97 +99,6 @@ const LOG: u8 = b'l';
 const SEGMENT: u8 = b'L';
 const META: &[u8] = b"m";
 const INCARNATION: &[u8] = b"i";
-
-fn log_key(dot: &Dot) -> Vec<u8> {
-    let node = dot.actor.node.as_str().as_bytes();
-    let mut k = Vec::with_capacity(2 + node.len() + 12);
-    k.push(LOG);
-    k.push(node.len() as u8);
-    k.extend_from_slice(node);
-    k.extend_from_slice(&dot.actor.inc.to_be_bytes());
-    k.extend_from_slice(&dot.seq.to_be_bytes());
-    k
-}
-
-fn segment_key(segment: u64) -> [u8; 9] {
-    let mut k = [SEGMENT; 9];
-    k[1..].copy_from_slice(&segment.to_be_bytes());
-    k
-}
-
-/// Appends one delta's envelope to a segment value.
-fn push_to_segment(segment: &mut Vec<u8>, delta: &[u8]) {
-    segment.extend_from_slice(&(delta.len() as u32).to_le_bytes());
-    segment.extend_from_slice(delta);
-}
-
-/// The deltas of a segment value, or `None` when it is cut short.
-fn segment_deltas(mut value: &[u8]) -> Option<Vec<&[u8]>> {
-    let mut out = Vec::new();
-    while !value.is_empty() {
-        let (len, rest) = value.split_first_chunk::<4>()?;
-        let len = u32::from_le_bytes(*len) as usize;
-        if rest.len() < len {
-            return None;
-        }
-        let (delta, rest) = rest.split_at(len);
-        out.push(delta);
-        value = rest;
-    }
-    Some(out)
-}
-
-/// Where each logged delta is stored, so that dropping the last delta of a
-/// segment deletes the segment. Owned by the writing stage.
-#[derive(Default)]
-struct LogPlaces {
-    /// Dot → its segment (`None`: a key of the older one-key-per-delta layout).
-    place: std::collections::HashMap<Dot, Option<u64>>,
-    /// Segment → how many of its deltas are still in the log.
-    live: std::collections::HashMap<u64, u32>,
-    /// The number the next segment takes.
-    next: u64,
-}
-
-impl LogPlaces {
-    /// Writes into `batch` the removal of `dropped` (and of each segment
-    /// they empty) and one new segment holding `logged`.
-    fn apply(&mut self, batch: &mut sled::Batch, logged: Vec<(Dot, Arc<[u8]>)>, dropped: Vec<Dot>) {
-        let mut logged = logged;
-        if !dropped.is_empty() {
-            let mut dropped: std::collections::HashSet<Dot> = dropped.into_iter().collect();
-            // Logged and dropped within this round: never written.
-            logged.retain(|(d, _)| !dropped.remove(d));
-            for d in dropped {
-                match self.place.remove(&d) {
-                    Some(None) => batch.remove(log_key(&d)),
-                    Some(Some(seg)) => {
-                        if let Some(n) = self.live.get_mut(&seg) {
-                            *n -= 1;
-                            if *n == 0 {
-                                self.live.remove(&seg);
-                                batch.remove(&segment_key(seg)[..]);
-                            }
-                        }
-                    }
-                    None => {}
-                }
-            }
-        }
-        if logged.is_empty() {
-            return;
-        }
-        let seg = self.next;
-        self.next += 1;
-        let mut value = Vec::with_capacity(logged.iter().map(|(_, b)| b.len() + 4).sum());
-        for (d, bytes) in &logged {
-            push_to_segment(&mut value, bytes);
-            self.place.insert(*d, Some(seg));
-        }
-        self.live.insert(seg, logged.len() as u32);
-        batch.insert(&segment_key(seg)[..], value);
-    }
-}
 
 fn state_key(key: &Key) -> Vec<u8> {
     let mut k = vec![STATE];
@@ -224,38 +147,14 @@ pub struct Store {
     /// and whether the writing stage has stopped: the syncing stage waits on it.
     written: std::sync::Mutex<Written>,
     written_cv: std::sync::Condvar,
+    /// The files to sync after each flush (taken by the syncing stage).
+    disk: std::sync::Mutex<Option<disk_sync::DiskSync>>,
 }
 
 #[derive(Default)]
 struct Written {
     ticket: u64,
     finished: bool,
-}
-
-/// The running flusher; [`Flusher::stop`] makes the last flush and joins it.
-pub struct Flusher {
-    store: Arc<Store>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Flusher {
-    /// Flushes what is staged and stops the flusher's threads.
-    pub fn stop(self) {
-        self.store.closing.store(true, Ordering::Release);
-        self.store.request_flush();
-        for t in self.threads {
-            let _ = t.join();
-        }
-    }
-}
-
-/// What one flush covered and cost, for metrics.
-#[derive(Clone, Copy, Debug)]
-pub struct FlushStats {
-    /// Batches made durable by this flush.
-    pub batches: u64,
-    /// How long the flush took.
-    pub took: std::time::Duration,
 }
 
 impl Store {
@@ -363,6 +262,11 @@ impl Store {
             }
         }
         db.apply_batch(stale)?;
+        db.flush()?;
+        let disk = disk_sync::DiskSync::open(&path).map_err(|source| StorageError::Sync {
+            path: path.clone(),
+            source,
+        })?;
         let (flushed, _) = watch::channel(0);
         let store = Arc::new(Store {
             db,
@@ -377,6 +281,7 @@ impl Store {
             durable_ticket: AtomicU64::new(0),
             written: std::sync::Mutex::new(Written::default()),
             written_cv: std::sync::Condvar::new(),
+            disk: std::sync::Mutex::new(Some(disk)),
         });
         Ok((
             store,
@@ -466,127 +371,6 @@ impl Store {
         }
     }
 
-    /// Starts the flusher: a write-ahead-log style group commit in two
-    /// pipelined stages on two OS threads. The writing stage takes every
-    /// batch staged so far and writes them into sled as one atomic batch; the
-    /// syncing stage runs sled's `flush` (write-out and fsync) and then
-    /// declares durable every batch written before that flush began. While
-    /// one group is being synced the next is already being written, so the
-    /// CPU work of a group overlaps the fsync of the one before. A failed
-    /// write or flush stops the process (fail-stop): acknowledged-means-
-    /// durable could no longer be kept.
-    pub fn start_flusher(
-        self: &Arc<Self>,
-        on_flush: impl FnMut(FlushStats) + Send + 'static,
-    ) -> Flusher {
-        let writer = {
-            let store = self.clone();
-            std::thread::Builder::new()
-                .name("concord-write".into())
-                .spawn(move || store.write_stage())
-        };
-        let syncer = {
-            let store = self.clone();
-            std::thread::Builder::new()
-                .name("concord-flush".into())
-                .spawn(move || store.sync_stage(on_flush))
-        };
-        Flusher {
-            store: self.clone(),
-            threads: [writer, syncer]
-                .into_iter()
-                .filter_map(Result::ok)
-                .collect(),
-        }
-    }
-
-    /// The writing stage: staged batches into sled, in ticket order.
-    fn write_stage(&self) {
-        let mut written = 0u64;
-        loop {
-            {
-                let mut wanted = self.wanted.lock().unwrap_or_else(|p| p.into_inner());
-                while !*wanted && !self.closing.load(Ordering::Acquire) {
-                    wanted = self.wake.wait(wanted).unwrap_or_else(|p| p.into_inner());
-                }
-                *wanted = false;
-            }
-            // Everything queued so far, in ticket order, as one batch: a
-            // later write to a key replaces an earlier one, which is what
-            // applying them one by one would leave on disk.
-            let queued = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
-            if let Some(&(target, _)) = queued.last() {
-                let mut merged: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> =
-                    std::collections::BTreeMap::new();
-                let (mut logged, mut dropped) = (Vec::new(), Vec::new());
-                for (_, st) in queued {
-                    merged.extend(st.ops);
-                    logged.extend(st.logged);
-                    dropped.extend(st.dropped);
-                }
-                let mut batch = sled::Batch::default();
-                for (k, v) in merged {
-                    match v {
-                        Some(v) => batch.insert(k, v),
-                        None => batch.remove(k),
-                    }
-                }
-                self.places
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .apply(&mut batch, logged, dropped);
-                if let Err(e) = self.db.apply_batch(batch) {
-                    self.fail_stop(&e);
-                }
-                written = target;
-                let mut w = self.written.lock().unwrap_or_else(|p| p.into_inner());
-                w.ticket = target;
-                self.written_cv.notify_one();
-            }
-            if self.closing.load(Ordering::Acquire) && self.staged() <= written {
-                let mut w = self.written.lock().unwrap_or_else(|p| p.into_inner());
-                w.finished = true;
-                self.written_cv.notify_one();
-                return;
-            }
-        }
-    }
-
-    /// The syncing stage: one flush per round, covering every batch the
-    /// writing stage finished before the round began.
-    fn sync_stage(&self, mut on_flush: impl FnMut(FlushStats)) {
-        let mut done = 0u64;
-        loop {
-            let (target, finished) = {
-                let mut w = self.written.lock().unwrap_or_else(|p| p.into_inner());
-                while w.ticket <= done && !w.finished {
-                    w = self.written_cv.wait(w).unwrap_or_else(|p| p.into_inner());
-                }
-                (w.ticket, w.finished)
-            };
-            if target > done {
-                let started = std::time::Instant::now();
-                if let Err(e) = self.db.flush() {
-                    self.fail_stop(&e);
-                }
-                self.durable_ticket.store(target, Ordering::Release);
-                self.flushed.send_replace(target);
-                on_flush(FlushStats {
-                    batches: target - done,
-                    took: started.elapsed(),
-                });
-                done = target;
-            } else if finished {
-                return;
-            }
-        }
-    }
-
-    fn fail_stop(&self, e: &sled::Error) -> ! {
-        tracing::error!(error = %e, path = %self.path.display(), "writing to the store failed: stopping so that no write is acknowledged undurably");
-        std::process::exit(70);
-    }
-
     /// Bytes the database takes on disk.
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
@@ -600,44 +384,25 @@ pub fn open_replica(
     mut cfg: impl FnMut(Actor) -> crdt_core::ReplicaConfig,
 ) -> Result<(Arc<Store>, Replica, bool), StorageError> {
     let (store, loaded) = Store::open(node_dir, id)?;
-    let replica = Replica::restore(cfg(loaded.actor), loaded.meta, loaded.entries, loaded.log)
-        .map_err(|source| StorageError::Decode {
-            key: "state".into(),
-            source,
-        })?;
+    let (replica, stale) =
+        Replica::restore(cfg(loaded.actor), loaded.meta, loaded.entries, loaded.log).map_err(
+            |source| StorageError::Decode {
+                key: "state".into(),
+                source,
+            },
+        )?;
+    if !stale.is_empty() {
+        // Deltas the log's bound no longer holds: delete them with the
+        // first group commit rather than carry them until the next restart.
+        tracing::info!(deltas = stale.len(), "dropping logged deltas beyond the log's bound");
+        store.stage(&replica, std::iter::empty(), std::iter::empty(), &stale)?;
+    }
     Ok((store, replica, loaded.fresh))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn log_keys_sort_by_actor_then_sequence() {
-        let a = Actor {
-            node: NodeId::new("n1").unwrap(),
-            inc: 0,
-        };
-        assert!(log_key(&Dot::new(a, 2)) < log_key(&Dot::new(a, 10)));
-    }
-
-    #[test]
-    fn segments_round_trip_and_refuse_a_cut_short_value() {
-        let mut v = Vec::new();
-        push_to_segment(&mut v, b"first");
-        push_to_segment(&mut v, b"");
-        push_to_segment(&mut v, b"third delta");
-        let got = segment_deltas(&v).expect("whole segment");
-        assert_eq!(got, vec![&b"first"[..], b"", b"third delta"]);
-        for cut in 1..v.len() {
-            let parsed = segment_deltas(&v[..cut]);
-            // A prefix parses only if it ends exactly between two deltas.
-            if let Some(p) = parsed {
-                assert!(p.len() < 3, "a prefix of {cut} bytes parsed as the whole");
-            }
-        }
-        assert_eq!(segment_deltas(&[9, 0, 0, 0, 1]), None);
-    }
 
     fn product_op(i: u128) -> crdt_core::Op {
         use crdt_core::catalog::NewProduct;
@@ -729,11 +494,39 @@ mod tests {
         assert!(!fresh);
         assert_eq!(r2.digest(), digest);
         assert_eq!(dots(&r2), held);
-        for seq in held {
-            let dot = Dot::new(r2.actor(), seq);
+        for seq in &held {
+            let dot = Dot::new(r2.actor(), *seq);
             assert!(r2.log().get(&dot).is_some(), "delta {seq} lost");
         }
+        drop((store, r2));
+
+        // Reopened with a smaller bound: what no longer fits is deleted
+        // from disk by the first group commit, not carried to the next start.
+        let small = |a| {
+            let mut c = crdt_core::ReplicaConfig::new(a);
+            c.log_max_bytes = 2 * 1024;
+            c
+        };
+        let (store, r3, _) = open_replica(&dir, id, small).expect("reopen smaller");
+        assert!(r3.log().len() < held.len(), "the smaller bound evicted nothing");
+        let flusher = store.start_flusher(|_| {});
+        flusher.stop();
+        let floor3 = r3.log().floors().get(&r3.actor()).copied().unwrap_or(0);
+        let mut live_on_disk = 0;
+        for kv in store.db.scan_prefix([SEGMENT]) {
+            let (k, v) = kv.expect("scan");
+            let live = segment_deltas(&v)
+                .expect("segment")
+                .into_iter()
+                .filter(|b| codec::decode::<crdt_core::Delta>(b).expect("delta").dot.seq > floor3)
+                .count();
+            assert!(live > 0, "segment {k:?} outlived its deltas after the restart");
+            live_on_disk += live;
+        }
+        assert_eq!(live_on_disk, r3.log().len());
         drop(store);
+        let (_, r4, _) = open_replica(&dir, id, small).expect("reopen again");
+        assert_eq!(r4.log().len(), r3.log().len());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
