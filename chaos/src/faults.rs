@@ -1,6 +1,7 @@
 //! Applying and healing the nemesis's faults on a running cluster: the
 //! proxies' fault table is rewritten from the faults in force, killed nodes
-//! come back cut off from their peers for the durability check, and wipes
+//! (plain `kill -9`, after a slow disk, or after a power cut) come back cut
+//! off from their peers for the durability and frontier checks, and wipes
 //! wait until the node's writes have reached every peer.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -10,6 +11,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::checkers::durability::Observation;
+use crate::checkers::frontier;
+use crate::disks::Strace;
 use crate::history::{History, Kind, Op, ops};
 use crate::nemesis::{Action, Cut, Fault};
 use crate::procs::ProcessCluster;
@@ -26,7 +29,10 @@ pub struct Nemesis {
     pub(crate) skewed: BTreeSet<usize>,
     pub(crate) history: Arc<History>,
     pub(crate) durability: Vec<Observation>,
+    pub(crate) frontier: Vec<frontier::Observation>,
     pub(crate) kill_times: BTreeMap<usize, f64>,
+    /// `strace` slowing a node's syncs, by node.
+    pub(crate) slow: BTreeMap<usize, Strace>,
 }
 
 impl Nemesis {
@@ -93,6 +99,36 @@ impl Nemesis {
                 self.skewed.insert(*i);
             }
             Action::Wipe(i) => return self.wipe(*i).await,
+            Action::SlowDisk(i, ms) => {
+                if self.killed.contains(i) || self.paused.contains(i) {
+                    return " (skipped: the node is down or paused)".into();
+                }
+                let Some(pid) = self.c.nodes[*i].pid() else {
+                    return " (skipped: the node is not running)".into();
+                };
+                let out = self.c.dir().join(format!("strace-{}-{pid}.txt", self.ids[*i]));
+                match Strace::slow_syncs(pid, Duration::from_millis(*ms), &out) {
+                    Ok(s) => {
+                        self.slow.insert(*i, s);
+                    }
+                    Err(e) => return format!(" (skipped: {e:#})"),
+                }
+            }
+            Action::PowerCut(i) => {
+                if self.killed.contains(i) || !self.c.on_lazyfs(*i) {
+                    return " (skipped: the node is down or not on the power-cut filesystem)"
+                        .into();
+                }
+                if self.paused.remove(i) {
+                    let _ = self.c.resume(*i);
+                }
+                if let Err(e) = self.c.power_cut(*i) {
+                    tracing::error!(error = %e, "the power cut failed");
+                    return format!(" (failed: {e:#})");
+                }
+                self.killed.insert(*i);
+                self.kill_times.insert(*i, self.history.now_ms());
+            }
         }
         String::new()
     }
@@ -121,6 +157,21 @@ impl Nemesis {
                 self.skewed.remove(i);
             }
             Action::Wipe(_) => {}
+            Action::SlowDisk(i, _) => {
+                let Some(strace) = self.slow.remove(i) else {
+                    return;
+                };
+                // Killed while its syncs are slow and writes wait on them.
+                if self.paused.remove(i) {
+                    let _ = self.c.resume(*i);
+                }
+                let _ = self.c.kill9(*i);
+                let _ = strace.stop();
+                self.killed.insert(*i);
+                self.kill_times.insert(*i, self.history.now_ms());
+                self.restart_isolated(*i).await;
+            }
+            Action::PowerCut(i) => self.restart_isolated(*i).await,
         }
     }
 
@@ -146,6 +197,7 @@ impl Nemesis {
             return;
         }
         let killed_ms = self.kill_times.remove(&i).unwrap_or(0.0);
+        self.frontier.push(frontier_check(&self.c, i).await);
         let obs = durability_check(&self.c, i, &self.ids[i], killed_ms, &self.history).await;
         self.durability.push(obs);
         self.apply_net();
@@ -190,8 +242,12 @@ impl Nemesis {
         }
     }
 
-    /// Ends every fault: heal the network, resume, restart, reset clocks.
+    /// Ends every fault: heal the network, resume, restart, reset clocks,
+    /// give slow disks their speed back.
     pub async fn heal_all(&mut self) {
+        for (_, s) in std::mem::take(&mut self.slow) {
+            let _ = s.stop();
+        }
         self.cuts.clear();
         self.net = None;
         self.apply_net();
@@ -204,6 +260,41 @@ impl Nemesis {
         for i in std::mem::take(&mut self.skewed) {
             self.skew(i, 0).await;
         }
+    }
+}
+
+/// Compares a restarted node's own sequence with what every peer holds of
+/// it, before the node reconnects.
+async fn frontier_check(c: &ProcessCluster, i: usize) -> frontier::Observation {
+    let st = c.statuses().await;
+    let (actor, own) = st[i]
+        .as_ref()
+        .map(|s| {
+            let a = s["actor"].as_str().unwrap_or_default().to_string();
+            let own = s["versionVector"][&a].as_u64().unwrap_or(0);
+            (a, own)
+        })
+        .unwrap_or_default();
+    let mut ahead = Vec::new();
+    let mut read = 0;
+    for (j, s) in st.iter().enumerate() {
+        if j == i {
+            continue;
+        }
+        if let Some(s) = s {
+            read += 1;
+            let theirs = s["versionVector"][&actor].as_u64().unwrap_or(0);
+            if theirs > own {
+                ahead.push((c.nodes[j].id.clone(), theirs));
+            }
+        }
+    }
+    frontier::Observation {
+        node: c.nodes[i].id.clone(),
+        actor,
+        own,
+        ahead,
+        peers_read: read,
     }
 }
 

@@ -10,8 +10,10 @@
 #![forbid(unsafe_code)]
 
 pub mod checkers;
+pub mod disks;
 pub mod faults;
 pub mod history;
+pub mod lazyfs;
 pub mod loadgen;
 pub mod nemesis;
 pub mod observe;

@@ -34,7 +34,8 @@ struct Args {
     /// A long run: 30 minutes.
     #[arg(long)]
     soak: bool,
-    /// Fault kinds (comma-separated): partition, loss, duplicate, delay, kill, pause, skew, wipe, or all.
+    /// Fault kinds (comma-separated): partition, loss, duplicate, delay, kill, pause, skew, wipe,
+    /// slow-disk, power-cut, or all.
     #[arg(long, default_value = "all")]
     nemesis: String,
     /// Client processes.
@@ -106,7 +107,7 @@ async fn main_async(a: Args) -> anyhow::Result<Validity> {
     let (nodes, duration, pace) = if a.quick {
         (
             3,
-            Duration::from_secs(70),
+            Duration::from_secs(85),
             Pace {
                 min_fault_ms: 3_000,
                 max_fault_ms: 5_000,

@@ -4,8 +4,10 @@
 //! Faults: partitions (halves, isolate one, bridge, majorities-ring, random,
 //! one-way) and packet faults (loss, duplication, delay with jitter, which
 //! reorders) through the UDP proxies; `kill -9` and restart; SIGSTOP and
-//! SIGCONT; clock skew through the node's test hook; and wiping a stopped
-//! node's store (it must resync). The schedule alternates fault windows with
+//! SIGCONT; clock skew through the node's test hook; wiping a stopped
+//! node's store (it must resync); a slow disk (every sync of one node delayed
+//! by 100–300 ms, then `kill -9` while writes wait on it); and a power cut
+//! (the node on the power-cut filesystem loses everything it never synced). The schedule alternates fault windows with
 //! quiet gaps, sometimes two faults at once (a network fault and a process
 //! fault), and the same seed always gives the same schedule.
 
@@ -35,6 +37,12 @@ pub enum FaultKind {
     Skew,
     /// A node stopped, its store removed, restarted.
     Wipe,
+    /// A node's syncs slowed, then `kill -9` while they are slow.
+    #[serde(rename = "slow-disk")]
+    SlowDisk,
+    /// The power-cut node loses what it never synced.
+    #[serde(rename = "power-cut")]
+    PowerCut,
 }
 
 /// Which links a partition cuts.
@@ -61,6 +69,10 @@ pub enum Action {
     Skew(usize, i64),
     /// Wipe node i.
     Wipe(usize),
+    /// Slow node i's syncs by this many ms; `kill -9` it at the end.
+    SlowDisk(usize, u64),
+    /// Cut node i's power (it must be on the power-cut filesystem).
+    PowerCut(usize),
 }
 
 /// One fault window.
@@ -297,6 +309,21 @@ fn make(kind: FaultKind, start_ms: u64, dur_ms: u64, ids: &[String], rng: &mut S
             )
         }
         FaultKind::Wipe => (Action::Wipe(node), format!("wipe {}'s store", ids[node])),
+        FaultKind::SlowDisk => {
+            let ms = rng.random_range(100..=300);
+            (
+                Action::SlowDisk(node, ms),
+                format!("{}'s syncs take {ms} ms, then kill -9", ids[node]),
+            )
+        }
+        FaultKind::PowerCut => {
+            // Only the last node sits on the power-cut filesystem.
+            let victim = n - 1;
+            (
+                Action::PowerCut(victim),
+                format!("power cut on {} (unsynced writes lost)", ids[victim]),
+            )
+        }
     };
     Fault {
         start_ms,
@@ -308,11 +335,13 @@ fn make(kind: FaultKind, start_ms: u64, dur_ms: u64, ids: &[String], rng: &mut S
 }
 
 /// Every fault kind.
-pub const ALL: [FaultKind; 8] = [
+pub const ALL: [FaultKind; 10] = [
     FaultKind::Partition,
     FaultKind::Kill,
+    FaultKind::PowerCut,
     FaultKind::Loss,
     FaultKind::Pause,
+    FaultKind::SlowDisk,
     FaultKind::Duplicate,
     FaultKind::Skew,
     FaultKind::Delay,

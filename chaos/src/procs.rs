@@ -31,6 +31,9 @@ pub struct Spec {
     pub env: Vec<(String, String)>,
     /// Embedding dimension of the cluster.
     pub embedding_dim: usize,
+    /// Nodes (by index) whose data directory sits on the power-cut
+    /// filesystem ([`crate::disks::LazyMount`]).
+    pub lazyfs: Vec<usize>,
 }
 
 impl Default for Spec {
@@ -41,6 +44,7 @@ impl Default for Spec {
             extra_toml: "[http]\nrate_limit_per_sec = 0\n".into(),
             env: Vec::new(),
             embedding_dim: 64,
+            lazyfs: Vec::new(),
         }
     }
 }
@@ -87,6 +91,8 @@ pub struct ProcessCluster {
     proxies: Vec<Proxy>,
     key: TokenKey,
     keep: bool,
+    /// Data directories on the power-cut filesystem, by node index.
+    lazy: HashMap<usize, crate::disks::LazyMount>,
 }
 
 fn free_tcp() -> std::io::Result<SocketAddr> {
@@ -194,7 +200,13 @@ impl ProcessCluster {
             proxies,
             key: TokenKey::new(secret),
             keep: std::env::var("CONCORD_KEEP_TEST_DIRS").is_ok(),
+            lazy: HashMap::new(),
         };
+        for &i in &spec.lazyfs {
+            let m = crate::disks::LazyMount::over(&c.node_dir(i))
+                .with_context(|| format!("putting {} on the power-cut filesystem", c.nodes[i].id))?;
+            c.lazy.insert(i, m);
+        }
         for i in 0..c.nodes.len() {
             c.spawn(i)?;
         }
@@ -332,6 +344,22 @@ impl ProcessCluster {
         Ok(())
     }
 
+    /// Whether node `i`'s data directory is on the power-cut filesystem.
+    pub fn on_lazyfs(&self, i: usize) -> bool {
+        self.lazy.contains_key(&i)
+    }
+
+    /// Cuts node `i`'s power: `kill -9`, then everything it wrote and did not
+    /// sync is dropped (see [`crate::disks::LazyMount::cut`]). Restart it
+    /// with [`ProcessCluster::restart`].
+    pub fn power_cut(&mut self, i: usize) -> anyhow::Result<()> {
+        self.kill9(i)?;
+        self.lazy
+            .get_mut(&i)
+            .context("the node is not on the power-cut filesystem")?
+            .cut()
+    }
+
     /// Pauses node `i` (SIGSTOP).
     pub fn pause(&self, i: usize) -> anyhow::Result<()> {
         self.signal(i, Signal::SIGSTOP)
@@ -433,6 +461,8 @@ impl Drop for ProcessCluster {
                 let _ = c.wait();
             }
         }
+        // Unmount before removing the directories under the mounts.
+        self.lazy.clear();
         if !self.keep {
             let _ = std::fs::remove_dir_all(&self.dir);
         }

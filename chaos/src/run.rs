@@ -55,10 +55,29 @@ pub struct Outcome {
 /// Runs a chaos test.
 pub async fn run(o: Options) -> anyhow::Result<Outcome> {
     let started_at = concord_node::clock::rfc3339(concord_node::clock::now_ms());
+    let mut o = o;
+    let mut skipped = Vec::new();
+    if o.kinds.contains(&FaultKind::SlowDisk) && !crate::disks::have_strace() {
+        o.kinds.retain(|k| *k != FaultKind::SlowDisk);
+        skipped.push("slow-disk (strace is not installed)".to_string());
+    }
+    let power_cut = o.kinds.contains(&FaultKind::PowerCut);
+    if power_cut && let Err(why) = crate::disks::can_mount_lazyfs() {
+        o.kinds.retain(|k| *k != FaultKind::PowerCut);
+        skipped.push(format!("power-cut ({why})"));
+    }
+    for s in &skipped {
+        tracing::warn!("nemesis skipped: {s}");
+    }
     let spec = Spec {
         nodes: o.nodes,
         proxies: true,
         env: vec![("CONCORD_TEST_HOOKS".into(), "1".into())],
+        lazyfs: if o.kinds.contains(&FaultKind::PowerCut) {
+            vec![o.nodes - 1]
+        } else {
+            Vec::new()
+        },
         ..Default::default()
     };
     let c = ProcessCluster::start(spec)
@@ -195,7 +214,9 @@ pub async fn run(o: Options) -> anyhow::Result<Outcome> {
         skewed: BTreeSet::new(),
         history: history.clone(),
         durability: Vec::new(),
+        frontier: Vec::new(),
         kill_times: BTreeMap::new(),
+        slow: BTreeMap::new(),
     };
     let mut events: Vec<(u64, bool, usize)> = Vec::new();
     for (i, f) in schedule.iter().enumerate() {
@@ -317,6 +338,7 @@ pub async fn run(o: Options) -> anyhow::Result<Outcome> {
             checkers::oversell::check(&all_ops, &samples, &finals),
         ),
         ("durability", checkers::durability::check(&nem.durability)),
+        ("frontier", checkers::frontier::check(&nem.frontier)),
     ];
     let stats = checkers::stats::compute(&all_ops, &heals, &wire);
     let mut faults = schedule.clone();
@@ -343,7 +365,10 @@ pub async fn run(o: Options) -> anyhow::Result<Outcome> {
         serde_json::to_vec_pretty(&report::json(&inputs))?,
     )?;
     std::fs::write(dir.join("timeline.svg"), report::svg(&inputs))?;
-    let summary = report::summary(&inputs);
+    let mut summary = report::summary(&inputs);
+    if !skipped.is_empty() {
+        summary.push_str(&format!("\nnemeses skipped: {}\n", skipped.join("; ")));
+    }
     std::fs::write(dir.join("summary.txt"), &summary)?;
     for (i, id) in ids.iter().enumerate() {
         let _ = std::fs::write(dir.join(format!("{id}.log")), nem.c.log(i));

@@ -12,6 +12,100 @@ use concord_node::auth::{Claims, Role, TokenKey};
 use concord_node::config::ClusterConfig;
 use concord_node::http_client::Client;
 use concord_node::server::{self, NodeOptions, RunningNode};
+use serde_json::{Value, json};
+
+/// Creates a product with `stock` units of initial stock; returns its id.
+pub async fn create(c: &Client, sku: &str, stock: u64) -> String {
+    let a = c
+        .post(
+            "/api/v1/products",
+            &json!({"name": format!("Product {sku}"), "sku": sku, "price": "10.00", "currency": "USD", "initialQuantity": stock}),
+        )
+        .await
+        .expect("create answers");
+    assert_eq!(a.status.as_u16(), 201, "{}", a.text());
+    a.json::<Value>().expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string()
+}
+
+/// Polls until `f` holds on the answer of `path` (bounded by 15 s).
+pub async fn eventually(c: &Client, path: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+    let t = std::time::Instant::now();
+    loop {
+        if let Ok(a) = c.get(path).await
+            && let Ok(v) = a.json::<Value>()
+            && f(&v)
+        {
+            return v;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(15),
+            "{what}: not seen on {} within 15 s",
+            c.addr()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Acknowledged cart adds: (cart id, product id).
+pub type Acked = Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+/// `n` writers adding `product` to fresh carts on `c` as fast as they can,
+/// recording every acknowledged add, until a request fails (the node was
+/// killed) or `stop` is set.
+pub fn cart_writers(
+    c: &Client,
+    product: &str,
+    n: usize,
+    acked: &Acked,
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..n)
+        .map(|_| {
+            let (client, acked, pid, stop) = (
+                c.clone().with_timeout(std::time::Duration::from_secs(5)),
+                acked.clone(),
+                product.to_string(),
+                stop.clone(),
+            );
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let cart = uuid::Uuid::new_v4().to_string();
+                    let body = json!({"productId": pid, "quantity": 1});
+                    match client
+                        .post(&format!("/api/v1/carts/{cart}/items"), &body)
+                        .await
+                    {
+                        Ok(a) if a.status.as_u16() == 200 => acked
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push((cart, pid.clone())),
+                        Ok(a) if a.status.is_server_error() => return,
+                        Ok(a) => panic!("unexpected answer {} {}", a.status, a.text()),
+                        Err(_) => return,
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// The acknowledged adds `c` does not hold.
+pub async fn missing_adds(c: &Client, acked: &[(String, String)]) -> Vec<String> {
+    let mut missing = Vec::new();
+    for (cart, product) in acked {
+        let ok = match c.get(&format!("/api/v1/carts/{cart}")).await {
+            Ok(a) => a.text().contains(product.as_str()),
+            Err(_) => false,
+        };
+        if !ok {
+            missing.push(cart.clone());
+        }
+    }
+    missing
+}
 
 /// Serialises the tests that start process clusters.
 pub static CLUSTER_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

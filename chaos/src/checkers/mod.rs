@@ -4,6 +4,7 @@
 
 pub mod convergence;
 pub mod durability;
+pub mod frontier;
 pub mod oversell;
 pub mod set_full;
 pub mod stats;
