@@ -137,7 +137,11 @@ impl Strace {
     pub fn slow_syncs(pid: u32, delay: Duration, out: &Path) -> anyhow::Result<Self> {
         let us = delay.as_micros();
         let inject = format!("inject=fsync,fdatasync,sync_file_range:delay_enter={us}");
-        Self::attach(pid, &["-e", "trace=fsync,fdatasync,sync_file_range", "-e", &inject], out)
+        Self::attach(
+            pid,
+            &["-e", "trace=fsync,fdatasync,sync_file_range", "-e", &inject],
+            out,
+        )
     }
 
     /// Records every `fsync`, `fdatasync` and `sync_file_range` of `pid`.

@@ -106,7 +106,10 @@ impl Nemesis {
                 let Some(pid) = self.c.nodes[*i].pid() else {
                     return " (skipped: the node is not running)".into();
                 };
-                let out = self.c.dir().join(format!("strace-{}-{pid}.txt", self.ids[*i]));
+                let out = self
+                    .c
+                    .dir()
+                    .join(format!("strace-{}-{pid}.txt", self.ids[*i]));
                 match Strace::slow_syncs(pid, Duration::from_millis(*ms), &out) {
                     Ok(s) => {
                         self.slow.insert(*i, s);

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod checkers;
+pub mod contended;
 pub mod disks;
 pub mod faults;
 pub mod history;

@@ -203,8 +203,9 @@ impl ProcessCluster {
             lazy: HashMap::new(),
         };
         for &i in &spec.lazyfs {
-            let m = crate::disks::LazyMount::over(&c.node_dir(i))
-                .with_context(|| format!("putting {} on the power-cut filesystem", c.nodes[i].id))?;
+            let m = crate::disks::LazyMount::over(&c.node_dir(i)).with_context(|| {
+                format!("putting {} on the power-cut filesystem", c.nodes[i].id)
+            })?;
             c.lazy.insert(i, m);
         }
         for i in 0..c.nodes.len() {
@@ -439,6 +440,23 @@ impl ProcessCluster {
     pub fn ids(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.id.clone()).collect()
     }
+}
+
+/// Creates a product with `stock` units on the node `c` talks to; returns
+/// its id.
+pub async fn create_product(c: &Client, sku: &str, stock: u64) -> anyhow::Result<String> {
+    let a = c
+        .post(
+            "/api/v1/products",
+            &serde_json::json!({"name": format!("Product {sku}"), "sku": sku, "price": "10.00",
+                "currency": "USD", "initialQuantity": stock}),
+        )
+        .await?;
+    anyhow::ensure!(a.status.as_u16() == 201, "creating {sku}: {}", a.text());
+    Ok(a.json::<serde_json::Value>()?["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
 }
 
 fn tail(s: &str, n: usize) -> String {

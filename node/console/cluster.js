@@ -97,6 +97,16 @@ function renderBanner(el, { nodes, converged }) {
       lag ? `; the furthest behind lacks ${lag} delta${lag === 1 ? '' : 's'}` : '']);
 }
 
+// Repairs of a divergence at equal version vectors (a lost write found by
+// the digests): how many, and the last one's peer and keys.
+function divergence(d) {
+  if (!d || !d.repaired) return h('span', { class: 'muted', dataset: { divergence: '0' } }, 'none');
+  const last = d.last;
+  return h('span', { class: 'lag', dataset: { divergence: String(d.repaired) },
+    title: last ? last.keys.join('\n') : '' },
+  `${d.repaired}`, last ? ` · last from ${last.peer}, ${last.changed} key${last.changed === 1 ? '' : 's'}` : '');
+}
+
 function nodeCard(n, { nodes, converged }) {
   const st = n.status;
   const distinct = [...new Set(nodes.filter((m) => m.status).map((m) => m.status.digest))];
@@ -112,6 +122,7 @@ function nodeCard(n, { nodes, converged }) {
         ['Behind', h('span', { class: n.behind ? 'lag' : '' }, `${n.behind} delta${n.behind === 1 ? '' : 's'}`)],
         ['Delta log', `${st.deltaLog} (${bytes(st.deltaLogBytes)})`],
         ['Pending', String(st.pending)],
+        ['Divergence repairs', divergence(st.divergence)],
         ['Keys', Object.entries(st.keys).map(([k, v]) => `${k} ${v}`).join(' · ')],
       ]),
       table(['Actor', 'Seq'], Object.entries(st.versionVector).map(([actor, seq]) => [actor, String(seq)]), 'Version vector'),

@@ -397,8 +397,8 @@ async fn once(cfg: &ClusterConfig, args: &InspectArgs) -> anyhow::Result<i32> {
                 println!("{}", serde_json::json!({"converged": ok, "nodes": nodes}));
             } else {
                 println!(
-                    "{:<8} {:<10} {:<18} {:>9} {:>7}  version vector",
-                    "node", "reachable", "digest", "delta log", "behind"
+                    "{:<8} {:<10} {:<18} {:>9} {:>7} {:>8}  version vector",
+                    "node", "reachable", "digest", "delta log", "behind", "repaired"
                 );
                 for n in &nodes {
                     let s = n.status.as_ref();
@@ -413,14 +413,33 @@ async fn once(cfg: &ClusterConfig, args: &InspectArgs) -> anyhow::Result<i32> {
                     let vv = s
                         .map(|s| s["versionVector"].to_string())
                         .unwrap_or_else(|| "-".into());
+                    // Divergence repairs: equal vectors, different digests.
+                    let repaired = s
+                        .and_then(|s| s["divergence"]["repaired"].as_u64())
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "-".into());
                     println!(
-                        "{:<8} {:<10} {:<18} {:>9} {:>7}  {vv}",
+                        "{:<8} {:<10} {:<18} {:>9} {:>7} {:>8}  {vv}",
                         n.id,
                         if n.reachable { "yes" } else { "NO" },
                         d,
                         log,
-                        n.behind
+                        n.behind,
+                        repaired
                     );
+                }
+                for n in &nodes {
+                    if let Some(last) = n.status.as_ref().map(|s| &s["divergence"]["last"])
+                        && !last.is_null()
+                    {
+                        println!(
+                            "{}: last divergence repair from {} changed {} keys: {}",
+                            n.id,
+                            last["peer"].as_str().unwrap_or("?"),
+                            last["changed"],
+                            last["keys"]
+                        );
+                    }
                 }
                 println!(
                     "\n{}",

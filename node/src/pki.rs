@@ -109,6 +109,36 @@ impl PkiPaths {
     pub fn secret(&self) -> PathBuf {
         self.dir.join("cluster.secret")
     }
+
+    /// The CA's record of incarnation epochs handed out per node.
+    pub fn epochs(&self) -> PathBuf {
+        self.dir.join("incarnations")
+    }
+}
+
+/// Takes the next incarnation epoch of node `id` from the CA's record (see
+/// `storage::incarnation`): 0 for a node never seen, one more each time its
+/// certificate is made again.
+fn take_epoch(paths: &PkiPaths, id: &NodeId) -> Result<u32, PkiError> {
+    let path = paths.epochs();
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(io(&path)(e)),
+    };
+    let mut epochs: std::collections::BTreeMap<String, u32> = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        if let Some((node, n)) = line.split_once('=')
+            && let Ok(n) = n.trim().parse::<u32>()
+        {
+            epochs.insert(node.trim().to_string(), n);
+        }
+    }
+    let epoch = epochs.get(id.as_str()).copied().unwrap_or(0);
+    epochs.insert(id.to_string(), epoch.saturating_add(1));
+    let out: String = epochs.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    write_private(&path, out.as_bytes())?;
+    Ok(epoch)
 }
 
 /// What `init` made.
@@ -158,8 +188,11 @@ pub fn init(cfg: &ClusterConfig) -> Result<InitReport, PkiError> {
             write_private(&key_path, key.as_bytes())?;
             write_private(&cert_path, cert.as_bytes())?;
             report.created.extend([key_path.clone(), cert_path.clone()]);
-            // A brand-new node: its first store will be incarnation 0.
-            crate::storage::incarnation::create_ledger(&cfg.node_dir(&node.id)).map_err(
+            // A new certificate: a new incarnation epoch, so a node made
+            // again after its directory was deleted never reuses the
+            // incarnations (and dots) of its earlier lives.
+            let epoch = take_epoch(&paths, &node.id)?;
+            crate::storage::incarnation::create_ledger(&cfg.node_dir(&node.id), epoch).map_err(
                 |source| PkiError::Io {
                     path: cfg.node_dir(&node.id),
                     source,

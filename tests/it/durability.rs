@@ -45,7 +45,10 @@ async fn acknowledged_writes_survive_kill_9() {
     .await
     .expect("cluster starts");
     let (acked, missing) = write_then(&mut c, |c| c.kill9(0)).await;
-    assert!(acked > 100, "only {acked} writes acknowledged before the kill");
+    assert!(
+        acked > 100,
+        "only {acked} writes acknowledged before the kill"
+    );
     assert!(
         missing.is_empty(),
         "{} of {acked} acknowledged writes lost: {:?}",
@@ -113,7 +116,10 @@ async fn a_power_cut_under_write_load_loses_no_acknowledged_write() {
     .await
     .expect("cluster starts on the power-cut filesystem");
     let (acked, missing) = write_then(&mut c, |c| c.power_cut(0)).await;
-    assert!(acked > 50, "only {acked} writes acknowledged before the cut");
+    assert!(
+        acked > 50,
+        "only {acked} writes acknowledged before the cut"
+    );
     assert!(
         missing.is_empty(),
         "{} of {acked} acknowledged writes lost to the power cut: {:?}",

@@ -9,3 +9,4 @@ mod config_cli;
 mod durability;
 mod replication;
 mod search;
+mod self_repair;

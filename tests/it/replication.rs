@@ -8,45 +8,11 @@ use std::time::Duration;
 use concord_chaos::procs::{ProcessCluster, Spec};
 use concord_node::auth::Role;
 use concord_node::http_client::Client;
-use concord_tests::CLUSTER_LOCK;
+use concord_tests::{CLUSTER_LOCK, create, eventually};
 use serde_json::{Value, json};
 
 async fn cluster(spec: Spec) -> ProcessCluster {
     ProcessCluster::start(spec).await.expect("cluster starts")
-}
-
-async fn create(c: &Client, sku: &str, stock: u64) -> String {
-    let a = c
-        .post(
-            "/api/v1/products",
-            &json!({"name": format!("Product {sku}"), "sku": sku, "price": "10.00", "currency": "USD", "initialQuantity": stock}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(a.status.as_u16(), 201, "{}", a.text());
-    a.json::<Value>().unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-/// Polls until `f` holds on the answer of `path` (bounded).
-async fn eventually(c: &Client, path: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
-    let t = std::time::Instant::now();
-    loop {
-        if let Ok(a) = c.get(path).await
-            && let Ok(v) = a.json::<Value>()
-            && f(&v)
-        {
-            return v;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(15),
-            "{what}: not seen on {} within 15 s",
-            c.addr()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,18 +16,9 @@ use serde_json::{Value, json};
 
 /// Creates a product with `stock` units of initial stock; returns its id.
 pub async fn create(c: &Client, sku: &str, stock: u64) -> String {
-    let a = c
-        .post(
-            "/api/v1/products",
-            &json!({"name": format!("Product {sku}"), "sku": sku, "price": "10.00", "currency": "USD", "initialQuantity": stock}),
-        )
+    concord_chaos::procs::create_product(c, sku, stock)
         .await
-        .expect("create answers");
-    assert_eq!(a.status.as_u16(), 201, "{}", a.text());
-    a.json::<Value>().expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_string()
+        .expect("the product is created")
 }
 
 /// Polls until `f` holds on the answer of `path` (bounded by 15 s).

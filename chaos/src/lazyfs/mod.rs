@@ -27,9 +27,9 @@ use std::sync::Mutex;
 use std::time::{Duration, UNIX_EPOCH};
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, Request, TimeOrNow, WriteFlags,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
+    OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
+    ReplyEntry, ReplyOpen, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 
 use overlay::Dirty;
@@ -66,7 +66,10 @@ impl Inner {
     }
 
     fn path(&self, ino: INodeNo) -> Result<PathBuf, Errno> {
-        self.paths.get(&u64::from(ino)).cloned().ok_or(Errno::ENOENT)
+        self.paths
+            .get(&u64::from(ino))
+            .cloned()
+            .ok_or(Errno::ENOENT)
     }
 
     fn ino_of(&mut self, rel: &Path) -> u64 {
@@ -127,11 +130,13 @@ impl Inner {
 
     /// The overlay of `ino`, created on first use.
     fn dirty_of(&mut self, ino: u64, base: &File) -> Result<&mut Dirty, Errno> {
-        if !self.dirty.contains_key(&ino) {
-            let len = base.metadata().map_err(io_err)?.len();
-            self.dirty.insert(ino, Dirty::new(len));
+        match self.dirty.entry(ino) {
+            std::collections::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let len = base.metadata().map_err(io_err)?.len();
+                Ok(e.insert(Dirty::new(len)))
+            }
         }
-        self.dirty.get_mut(&ino).ok_or(Errno::EIO)
     }
 }
 
@@ -294,7 +299,10 @@ impl Filesystem for LazyFs {
                 .map(|(p, i)| (p.clone(), *i))
                 .collect();
             for (p, i) in moved {
-                let rest = p.strip_prefix(&from).map(Path::to_path_buf).unwrap_or_default();
+                let rest = p
+                    .strip_prefix(&from)
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default();
                 let np = if rest.as_os_str().is_empty() {
                     to.clone()
                 } else {
@@ -468,7 +476,11 @@ impl Filesystem for LazyFs {
                 .collect();
             names.sort_by(|a, b| a.0.cmp(&b.0));
             let mut all = vec![
-                (u64::from(ino), FileType::Directory, std::ffi::OsString::from(".")),
+                (
+                    u64::from(ino),
+                    FileType::Directory,
+                    std::ffi::OsString::from("."),
+                ),
                 (1, FileType::Directory, std::ffi::OsString::from("..")),
             ];
             for (n, k) in names {
@@ -511,8 +523,10 @@ impl Filesystem for LazyFs {
 /// until the process is killed (the power cut) or the mount goes away.
 pub fn serve(backing: &Path, mountpoint: &Path) -> std::io::Result<()> {
     let mut cfg = fuser::Config::default();
-    cfg.mount_options.push(fuser::MountOption::FSName("concord-lazyfs".into()));
-    cfg.mount_options.push(fuser::MountOption::DefaultPermissions);
+    cfg.mount_options
+        .push(fuser::MountOption::FSName("concord-lazyfs".into()));
+    cfg.mount_options
+        .push(fuser::MountOption::DefaultPermissions);
     fuser::mount(LazyFs::new(backing), mountpoint, &cfg)
 }
 

@@ -168,7 +168,9 @@ mod tests {
         let mut model = base.clone();
         let mut rng = 7u64;
         for step in 0..400 {
-            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let off = (rng >> 33) % 14_000;
             let len = 1 + (rng >> 17) % 6_000;
             if step % 7 == 3 {

@@ -29,7 +29,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Replica, RepairOutcome};
+use super::{RepairOutcome, Replica};
 use crate::codec::{self, DecodeError};
 use crate::context::{Covers, Dot, VersionVector};
 use crate::delta::{Delta, RepairSnapshot};
@@ -273,8 +273,7 @@ impl Replica {
             if covered.contains(&bucket_key(key)) {
                 continue;
             }
-            if self.join_key(key, before.as_ref(), None, &snap.cc) && !out.changed.contains(key)
-            {
+            if self.join_key(key, before.as_ref(), None, &snap.cc) && !out.changed.contains(key) {
                 out.changed.push(key.clone());
             }
         }

@@ -13,7 +13,11 @@ fn replica(name: &str) -> Replica {
 
 /// Applies `op` on `r` and returns the delta's bytes.
 fn local(r: &mut Replica, op: Op, wall: u64) -> Vec<u8> {
-    r.apply_local(op, wall).expect("op applies").logged.bytes.to_vec()
+    r.apply_local(op, wall)
+        .expect("op applies")
+        .logged
+        .bytes
+        .to_vec()
 }
 
 fn deliver(r: &mut Replica, bytes: &[u8], wall: u64) {

@@ -145,7 +145,13 @@ impl Sim {
         self.sessions.retain(|s| s.to != i && s.from != i);
     }
 
-    fn local(&mut self, i: usize, op: crdt_core::Op, wall: u64, rng: &mut Rng) -> Result<(), String> {
+    fn local(
+        &mut self,
+        i: usize,
+        op: crdt_core::Op,
+        wall: u64,
+        rng: &mut Rng,
+    ) -> Result<(), String> {
         if let Ok(a) = self.nodes[i].rep.apply_local(op, wall) {
             self.nodes[i].dirty = true;
             let bytes = a.logged.bytes.to_vec();
@@ -412,7 +418,10 @@ fn lose_a_write(sim: &mut Sim, seed: u64, rng: &mut Rng) -> Result<(), String> {
             for a in 0..n {
                 for b in 0..n {
                     let (x, y) = (&sim.nodes[a].rep, &sim.nodes[b].rep);
-                    if a != b && x.version_vector() == y.version_vector() && x.digest() != y.digest() {
+                    if a != b
+                        && x.version_vector() == y.version_vector()
+                        && x.digest() != y.digest()
+                    {
                         sim.diverged(a, b)?;
                     }
                 }
@@ -449,9 +458,7 @@ fn verify(sim: &Sim, seed: u64) -> Result<(), String> {
         }
         for d in &sim.acked {
             if r.version_vector().get(&d.actor) < d.seq {
-                return Err(format!(
-                    "seed {seed}: replica {i} lacks acknowledged {d:?}"
-                ));
+                return Err(format!("seed {seed}: replica {i} lacks acknowledged {d:?}"));
             }
         }
         check_stock_invariants(r).map_err(|e| format!("seed {seed} after heal: {e}"))?;
@@ -481,6 +488,8 @@ fn long_runs_converge() {
 /// replica mint a dot it had already let out, with other contents.
 #[test]
 fn without_the_durable_frontier_a_crash_reuses_dots() {
-    let caught = (0..300).filter(|&s| run(s, 150, Frontier::Leaky).is_err()).count();
+    let caught = (0..300)
+        .filter(|&s| run(s, 150, Frontier::Leaky).is_err())
+        .count();
     assert!(caught > 0, "300 leaky runs and no check failed");
 }

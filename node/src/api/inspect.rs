@@ -111,25 +111,28 @@ pub async fn bucket(
     ApiQuery(q): ApiQuery<BucketQuery>,
 ) -> Result<Json<BucketEntries>, ApiError> {
     let ks = keyspace(&q.keyspace)?;
-    let entries = state.engine.read(|r| {
-        r.state()
-            .keys_in_bucket(ks, q.bucket)
-            .into_iter()
-            .filter_map(|k| {
-                let value = match r.state().key_entry(&k)? {
-                    crdt_core::state::KeyEntry::Product(_, e) => serde_json::to_value(e),
-                    crdt_core::state::KeyEntry::Cart(_, e) => serde_json::to_value(e),
-                    crdt_core::state::KeyEntry::Stock(_, e) => serde_json::to_value(e),
-                    crdt_core::state::KeyEntry::Order(_, e) => serde_json::to_value(e),
-                }
-                .ok()?;
-                Some(BucketEntry {
-                    key: inspect::key_text(&k),
-                    value,
+    let entries = state
+        .engine
+        .read(|r| {
+            r.state()
+                .keys_in_bucket(ks, q.bucket)
+                .into_iter()
+                .filter_map(|k| {
+                    let value = match r.state().key_entry(&k)? {
+                        crdt_core::state::KeyEntry::Product(_, e) => serde_json::to_value(e),
+                        crdt_core::state::KeyEntry::Cart(_, e) => serde_json::to_value(e),
+                        crdt_core::state::KeyEntry::Stock(_, e) => serde_json::to_value(e),
+                        crdt_core::state::KeyEntry::Order(_, e) => serde_json::to_value(e),
+                    }
+                    .ok()?;
+                    Some(BucketEntry {
+                        key: inspect::key_text(&k),
+                        value,
+                    })
                 })
-            })
-            .collect()
-    }).await;
+                .collect()
+        })
+        .await;
     Ok(Json(BucketEntries { entries }))
 }
 

@@ -209,10 +209,15 @@ pub fn router(services: Services, extra: Router<AppState>) -> Router {
     }));
     let mut extra = extra;
     if std::env::var(system::TEST_HOOKS_ENV).is_ok_and(|v| v == "1") {
-        extra = extra.route(
-            "/api/v1/test/clock",
-            axum::routing::post(system::set_clock_skew),
-        );
+        extra = extra
+            .route(
+                "/api/v1/test/clock",
+                axum::routing::post(system::set_clock_skew),
+            )
+            .route(
+                "/api/v1/test/forget",
+                axum::routing::post(system::forget_key),
+            );
     }
     router
         .route("/openapi.json", axum::routing::get(system::openapi))

@@ -95,36 +95,39 @@ pub fn hex(b: &[u8]) -> String {
 pub async fn cluster_status(State(state): State<AppState>) -> Json<ClusterStatus> {
     let peers = state.cluster.peer_statuses();
     let divergence = state.cluster.divergence_status();
-    let status = state.engine.read(|r| {
-        let roots = r.state().roots();
-        let sizes = r.state().sizes();
-        ClusterStatus {
-            id: state.engine.id().to_string(),
-            actor: state.engine.actor().to_string(),
-            peers,
-            version_vector: r
-                .version_vector()
-                .dots
-                .iter()
-                .map(|(a, s)| (a.to_string(), *s))
-                .collect(),
-            digest: hex(&r.digest()),
-            keyspaces: crdt_core::KeyspaceId::ALL
-                .iter()
-                .zip(roots)
-                .map(|(k, h)| (k.as_str().to_string(), format!("{h:032x}")))
-                .collect(),
-            keys: crdt_core::KeyspaceId::ALL
-                .iter()
-                .zip(sizes)
-                .map(|(k, n)| (k.as_str().to_string(), n))
-                .collect(),
-            delta_log: r.log().len(),
-            delta_log_bytes: r.log().bytes(),
-            pending: r.pending_len(),
-            divergence,
-        }
-    }).await;
+    let status = state
+        .engine
+        .read(|r| {
+            let roots = r.state().roots();
+            let sizes = r.state().sizes();
+            ClusterStatus {
+                id: state.engine.id().to_string(),
+                actor: state.engine.actor().to_string(),
+                peers,
+                version_vector: r
+                    .version_vector()
+                    .dots
+                    .iter()
+                    .map(|(a, s)| (a.to_string(), *s))
+                    .collect(),
+                digest: hex(&r.digest()),
+                keyspaces: crdt_core::KeyspaceId::ALL
+                    .iter()
+                    .zip(roots)
+                    .map(|(k, h)| (k.as_str().to_string(), format!("{h:032x}")))
+                    .collect(),
+                keys: crdt_core::KeyspaceId::ALL
+                    .iter()
+                    .zip(sizes)
+                    .map(|(k, n)| (k.as_str().to_string(), n))
+                    .collect(),
+                delta_log: r.log().len(),
+                delta_log_bytes: r.log().bytes(),
+                pending: r.pending_len(),
+                divergence,
+            }
+        })
+        .await;
     Json(status)
 }
 
@@ -160,4 +163,43 @@ pub async fn set_clock_skew(
     crate::clock::set_offset_ms(body.offset_ms);
     tracing::warn!(offset_ms = body.offset_ms, "clock skew set by a test hook");
     Ok(Json(serde_json::json!({"offsetMs": body.offset_ms})))
+}
+
+/// `POST /api/v1/test/forget`: a key whose entry this node forgets.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ForgetKey {
+    /// `products`, `carts`, `stock` or `orders`.
+    pub keyspace: String,
+    /// The key: a UUID, or a SKU for `stock`.
+    pub key: String,
+}
+
+/// Forgets one key's entry on this node, in memory and on disk, leaving its
+/// causal context as it is — a disk that lost a write (test hook; admin
+/// only). Digest-driven anti-entropy must bring it back.
+pub async fn forget_key(
+    State(state): State<AppState>,
+    caller: super::extract::Caller,
+    super::extract::ApiJson(body): super::extract::ApiJson<ForgetKey>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    use crdt_core::{CartId, Key, KeyspaceId, OrderId, ProductId, Sku};
+    caller.admin()?;
+    let ks = super::inspect::keyspace(&body.keyspace)?;
+    let uuid = || {
+        uuid::Uuid::parse_str(body.key.trim()).map_err(|_| ApiError::field("key", "must be a UUID"))
+    };
+    let key = match ks {
+        KeyspaceId::Products => Key::Product(ProductId(uuid()?)),
+        KeyspaceId::Carts => Key::Cart(CartId(uuid()?)),
+        KeyspaceId::Orders => Key::Order(OrderId(uuid()?)),
+        KeyspaceId::Stock => Key::Stock(Sku(body.key.clone())),
+    };
+    let had = state
+        .engine
+        .forget_key(&key)
+        .await
+        .map_err(crate::engine::WriteError::from)?;
+    tracing::warn!(keyspace = %body.keyspace, key = %body.key, had, "test hook: forgot a key's entry");
+    Ok(Json(serde_json::json!({"forgotten": had})))
 }

@@ -98,9 +98,8 @@ pub async fn repair(
                 }
                 let mut children = Vec::with_capacity(nodes.len());
                 for t in nodes {
-                    let (ks, n) = tree_node(t).ok_or_else(|| {
-                        WireError::Unexpected(format!("no such tree node {t:?}"))
-                    })?;
+                    let (ks, n) = tree_node(t)
+                        .ok_or_else(|| WireError::Unexpected(format!("no such tree node {t:?}")))?;
                     children.push(base.children(ks, n));
                 }
                 let n = wire::write_msg(&mut send, &Msg::Hashes { children }).await?;

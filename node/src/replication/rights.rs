@@ -90,8 +90,7 @@ pub async fn acquire(cluster: &Arc<Cluster>, sku: &Sku, needed: u64, timeout: Du
             if left.is_zero() {
                 return false;
             }
-            let outcome =
-                tokio::time::timeout(left, ask(cluster, &peer, sku, needed - held)).await;
+            let outcome = tokio::time::timeout(left, ask(cluster, &peer, sku, needed - held)).await;
             let label = match &outcome {
                 Ok(Ok(Asked::Usable(_))) => "granted",
                 Ok(Ok(Asked::Pending(_))) => "granted_pending",
@@ -338,11 +337,9 @@ fn static_code(code: &str) -> &'static str {
 
 /// Whether this node has applied everything in `vv`.
 fn covers(cluster: &Cluster, vv: &VersionVector) -> bool {
-    cluster.engine.peek(|r| {
-        vv.dots
-            .iter()
-            .all(|(a, s)| r.version_vector().get(a) >= *s)
-    })
+    cluster
+        .engine
+        .peek(|r| vv.dots.iter().all(|(a, s)| r.version_vector().get(a) >= *s))
 }
 
 /// Carries out a forwarded move on the seller — once it has applied
@@ -364,7 +361,9 @@ pub async fn serve_move(
         (
             503,
             "seller_behind".to_string(),
-            format!("the seller has not yet caught up with what this node knew of order {order}; try again"),
+            format!(
+                "the seller has not yet caught up with what this node knew of order {order}; try again"
+            ),
         )
     } else {
         match cluster.engine.write(Op::MoveOrder { order, to }).await {

@@ -47,11 +47,7 @@ pub fn count(kind: &'static str, bytes: usize) {
 }
 
 /// Merges a batch of encoded deltas from `peer`.
-pub async fn merge(
-    cluster: &Cluster,
-    peer: &Peer,
-    deltas: Vec<Vec<u8>>,
-) -> Result<(), WireError> {
+pub async fn merge(cluster: &Cluster, peer: &Peer, deltas: Vec<Vec<u8>>) -> Result<(), WireError> {
     if deltas.is_empty() {
         return Ok(());
     }

@@ -135,12 +135,7 @@ impl Store {
     /// The syncing stage: one flush and one sync per round, covering every
     /// batch the writing stage finished before the round began.
     fn sync_stage(&self, mut on_durable: impl FnMut(Durable)) {
-        let mut disk: DiskSync = match self
-            .disk
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
+        let mut disk: DiskSync = match self.disk.lock().unwrap_or_else(|p| p.into_inner()).take() {
             Some(d) => d,
             None => self.fail_stop("starting the flusher", &"the store has no sync handle"),
         };

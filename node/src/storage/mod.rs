@@ -394,7 +394,10 @@ pub fn open_replica(
     if !stale.is_empty() {
         // Deltas the log's bound no longer holds: delete them with the
         // first group commit rather than carry them until the next restart.
-        tracing::info!(deltas = stale.len(), "dropping logged deltas beyond the log's bound");
+        tracing::info!(
+            deltas = stale.len(),
+            "dropping logged deltas beyond the log's bound"
+        );
         store.stage(&replica, std::iter::empty(), std::iter::empty(), &stale)?;
     }
     Ok((store, replica, loaded.fresh))
@@ -508,7 +511,10 @@ mod tests {
             c
         };
         let (store, r3, _) = open_replica(&dir, id, small).expect("reopen smaller");
-        assert!(r3.log().len() < held.len(), "the smaller bound evicted nothing");
+        assert!(
+            r3.log().len() < held.len(),
+            "the smaller bound evicted nothing"
+        );
         let flusher = store.start_flusher(|_| {});
         flusher.stop();
         let floor3 = r3.log().floors().get(&r3.actor()).copied().unwrap_or(0);
@@ -520,7 +526,10 @@ mod tests {
                 .into_iter()
                 .filter(|b| codec::decode::<crdt_core::Delta>(b).expect("delta").dot.seq > floor3)
                 .count();
-            assert!(live > 0, "segment {k:?} outlived its deltas after the restart");
+            assert!(
+                live > 0,
+                "segment {k:?} outlived its deltas after the restart"
+            );
             live_on_disk += live;
         }
         assert_eq!(live_on_disk, r3.log().len());

@@ -66,7 +66,12 @@ pub(super) struct LogPlaces {
 impl LogPlaces {
     /// Writes into `batch` the removal of `dropped` (and of each segment
     /// they empty) and one new segment holding `logged`.
-    pub(super) fn apply(&mut self, batch: &mut sled::Batch, logged: Vec<(Dot, Arc<[u8]>)>, dropped: Vec<Dot>) {
+    pub(super) fn apply(
+        &mut self,
+        batch: &mut sled::Batch,
+        logged: Vec<(Dot, Arc<[u8]>)>,
+        dropped: Vec<Dot>,
+    ) {
         let mut logged = logged;
         if !dropped.is_empty() {
             let mut dropped: std::collections::HashSet<Dot> = dropped.into_iter().collect();

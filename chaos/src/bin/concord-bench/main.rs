@@ -5,7 +5,10 @@
 //!   and bytes on disk per product and per cart after 100k of each;
 //! - `replication`: replication lag, a frozen peer, convergence after a
 //!   partition heals (1k/10k/100k ops), and bytes on the wire per cart add;
-//! - `search`: search latency through HTTP on a node holding 100k products.
+//! - `search`: search latency through HTTP on a node holding 100k products;
+//! - `checkout`: one SKU restocked on one node, sold by clients on all
+//!   three, on loopback and at a 50 ms round trip: refusals while stock
+//!   remained, and the checkout latency.
 //!
 //! Each prints a JSON report on stdout; `scripts/bench` runs them with
 //! PostgreSQL's pgbench in the same run and writes the tables.
@@ -15,10 +18,12 @@ use concord_chaos::procs::{ProcessCluster, Spec};
 use concord_node::http_client::Client;
 use serde_json::{Value, json};
 
+mod checkout;
 mod http;
 mod replication;
 mod search;
 
+use checkout::checkout;
 use http::http;
 use replication::replication;
 use search::search;
@@ -60,6 +65,18 @@ enum What {
         /// Seconds of searching.
         #[arg(long, default_value_t = 15)]
         secs: u64,
+    },
+    /// One SKU sold out by clients on every node: refusals while stock remained.
+    Checkout {
+        /// Units restocked on the first node.
+        #[arg(long, default_value_t = 600)]
+        units: u64,
+        /// Clients, spread over the nodes.
+        #[arg(long, default_value_t = 12)]
+        clients: usize,
+        /// Round trips between the nodes to run at, ms (0: loopback).
+        #[arg(long, value_delimiter = ',', default_value = "0,50")]
+        rtt_ms: Vec<u64>,
     },
     /// Replication lag, frozen peer, convergence after a heal, wire bytes.
     Replication {
@@ -159,6 +176,11 @@ async fn main() -> anyhow::Result<()> {
             clients,
             secs,
         } => search(products, clients, secs).await?,
+        What::Checkout {
+            units,
+            clients,
+            rtt_ms,
+        } => checkout(units, clients, &rtt_ms).await?,
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
