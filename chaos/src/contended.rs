@@ -76,6 +76,13 @@ pub async fn run(c: &ProcessCluster, product: &str, units: u64, clients: usize) 
                     Ok(a) if a.status.as_u16() == 409 && a.text().contains("insufficient_stock") => {
                         if sold.load(Ordering::SeqCst) + (others as u64) < units {
                             mine.refused_while_stock_remained += 1;
+                            if std::env::var_os("CONCORD_BENCH_VERBOSE").is_some() {
+                                eprintln!(
+                                    "refused while stock remained: node {node}, sold {}, in flight {others}: {}",
+                                    sold.load(Ordering::SeqCst),
+                                    a.text()
+                                );
+                            }
                         } else {
                             mine.refused_after_sellout += 1;
                         }

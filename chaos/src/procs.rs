@@ -436,6 +436,30 @@ impl ProcessCluster {
         }
     }
 
+    /// Waits until every node reports every peer connected (past the
+    /// hello): nodes start one by one, and a dialler backs off up to a
+    /// second, so a link can come up after the nodes are all ready.
+    pub async fn wait_connected(&self, timeout: Duration) -> anyhow::Result<()> {
+        let t = Instant::now();
+        loop {
+            let st = self.statuses().await;
+            let all = st.iter().all(|s| {
+                s.as_ref().is_some_and(|s| {
+                    s["peers"]
+                        .as_array()
+                        .is_some_and(|ps| ps.iter().all(|p| p["alive"] == true))
+                })
+            });
+            if all {
+                return Ok(());
+            }
+            if t.elapsed() > timeout {
+                bail!("not every peer link came up within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Node ids.
     pub fn ids(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.id.clone()).collect()

@@ -183,6 +183,19 @@ impl DeltaLog {
         peer: &VersionVector,
         max_bytes: usize,
     ) -> Result<Vec<LoggedDelta>, Truncated> {
+        self.missing_chunk(ours, peer, max_bytes).map(|(v, _)| v)
+    }
+
+    /// Like [`DeltaLog::missing_for`], and says whether the size bound cut
+    /// the chunk (`true`: more deltas were left out). A chunk that was not
+    /// cut held everything the peer lacked at that moment, so a sender can
+    /// stop there even while new deltas keep arriving (they go by push).
+    pub fn missing_chunk(
+        &self,
+        ours: &VersionVector,
+        peer: &VersionVector,
+        max_bytes: usize,
+    ) -> Result<(Vec<LoggedDelta>, bool), Truncated> {
         let mut cursors: Vec<(&VecDeque<LoggedDelta>, usize)> = Vec::new();
         for (actor, &have) in &ours.dots {
             let peer_has = peer.get(actor);
@@ -215,17 +228,18 @@ impl DeltaLog {
                 .enumerate()
                 .filter_map(|(i, (q, pos))| q.get(*pos).map(|e| (e.hlc, e.dot, i)))
                 .min();
-            let Some((_, _, i)) = next else { break };
+            let Some((_, _, i)) = next else {
+                return Ok((out, false));
+            };
             let (q, pos) = &mut cursors[i];
             let e = &q[*pos];
             if !out.is_empty() && size + e.bytes.len() > max_bytes {
-                break;
+                return Ok((out, true));
             }
             size += e.bytes.len();
             out.push(e.clone());
             *pos += 1;
         }
-        Ok(out)
     }
 
     /// The logged delta with this dot, if still held.

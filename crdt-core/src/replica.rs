@@ -391,6 +391,16 @@ impl Replica {
         self.log.missing_for(&self.applied, peer, max_bytes)
     }
 
+    /// Like [`Replica::missing_for`], and whether the size bound left some
+    /// out (see `DeltaLog::missing_chunk`).
+    pub fn missing_chunk(
+        &self,
+        peer: &VersionVector,
+        max_bytes: usize,
+    ) -> Result<(Vec<LoggedDelta>, bool), Truncated> {
+        self.log.missing_chunk(&self.applied, peer, max_bytes)
+    }
+
     /// The full state of some buckets, with the contexts it was taken under.
     pub fn repair_for(&self, buckets: &[(KeyspaceId, u16)]) -> RepairSnapshot {
         let mut entries = Vec::new();

@@ -277,7 +277,7 @@ impl ClusterConfig {
         let replication = ReplicationConfig {
             delta_log_bytes: r.and_then(|r| r.delta_log_mib).unwrap_or(256) << 20,
             anti_entropy_ms: r.and_then(|r| r.anti_entropy_ms).unwrap_or(1_000),
-            rights_timeout_ms: r.and_then(|r| r.rights_timeout_ms).unwrap_or(500),
+            rights_timeout_ms: r.and_then(|r| r.rights_timeout_ms).unwrap_or(2000),
             max_clock_drift_ms: r.and_then(|r| r.max_clock_drift_ms).unwrap_or(60_000),
         };
         if replication.delta_log_bytes == 0 {

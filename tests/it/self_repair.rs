@@ -467,11 +467,14 @@ async fn a_node_made_again_by_init_never_reuses_an_incarnation() {
 async fn contended_checkouts_are_not_refused_while_the_cluster_holds_units() {
     let _g = CLUSTER_LOCK.lock().await;
     let c = cluster(Spec::default()).await;
-    let units = 240u64;
+    let units = 600u64;
     let pid = create(&c.client(0), "HOT-1", units).await;
     c.wait_converged(&[0, 1, 2], Duration::from_secs(10))
         .await
         .expect("converged");
+    c.wait_connected(Duration::from_secs(10))
+        .await
+        .expect("every peer reachable");
     let r = concord_chaos::contended::run(&c, &pid, units, 12).await;
     assert_eq!(r.sold, units, "{r:?}");
     assert_eq!(r.refused_while_stock_remained, 0, "{r:?}");

@@ -55,11 +55,13 @@ fn own_rights(cluster: &Cluster, sku: &Sku) -> u64 {
 /// or `timeout` passes; true once it holds them (merged and usable). Peers
 /// are asked richest first by this node's view of the counter, round after
 /// round while any of them grants something (concurrent checkouts here may
-/// spend a grant before ours retries). It gives up when a whole round of
-/// reachable peers holds nothing — the units are sold out, or beyond the
-/// partition — and stops asking others while a grant it received cannot be
-/// used yet: it pulls from that peer first, rather than draining every
-/// peer's rights toward a node that cannot sell them.
+/// spend a grant before ours retries) or, after a round without grants,
+/// while the refreshed view still shows a reachable peer holding rights
+/// (they moved between our asks). It gives up when no reachable peer holds
+/// any — the units are sold out, or beyond the partition — and stops asking
+/// others while a grant it received cannot be used yet: it pulls from that
+/// peer first, rather than draining every peer's rights toward a node that
+/// cannot sell them.
 pub async fn acquire(cluster: &Arc<Cluster>, sku: &Sku, needed: u64, timeout: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
@@ -118,10 +120,31 @@ pub async fn acquire(cluster: &Arc<Cluster>, sku: &Sku, needed: u64, timeout: Du
         if own_rights(cluster, sku) >= needed {
             return true;
         }
-        if !granted_any || tokio::time::Instant::now() >= deadline {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        // Rights move between the asks of one round (a peer asked early may
+        // have received some since): another round while any reachable
+        // peer holds rights in our view, which every reply just refreshed.
+        if !granted_any && !reachable_peer_holds(cluster, sku) {
             return false;
         }
     }
+}
+
+/// Whether some connected peer holds rights on `sku`, in this node's view.
+fn reachable_peer_holds(cluster: &Cluster, sku: &Sku) -> bool {
+    let rights = cluster.engine.peek(|r| {
+        r.state()
+            .stock
+            .get(sku)
+            .map(|c| c.rights_by_actor())
+            .unwrap_or_default()
+    });
+    cluster.peers.values().any(|p| {
+        let actor = p.lock().actor;
+        p.conn().is_some() && actor.is_some_and(|a| rights.get(&a).copied().unwrap_or(0) > 0)
+    })
 }
 
 async fn ask(

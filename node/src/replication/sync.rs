@@ -147,8 +147,11 @@ async fn check_divergence(
 
 /// Streams to `send` the deltas a peer at vector `their` lacks, in chunks
 /// of [`CHUNK_BYTES`], each taken under one durable read with our vector and
-/// digest; the last chunk says `more: false`. Returns `false` when the log no
-/// longer holds what the peer needs (after sending `Truncated`).
+/// digest; the last chunk says `more: false`. It ends with the first chunk
+/// the size bound did not cut — one that held everything the peer lacked at
+/// that moment — so a stream of new writes cannot keep it going for ever
+/// (they travel by push). Returns `false` when the log no longer holds what
+/// the peer needs (after sending `Truncated`).
 pub async fn stream_missing(
     cluster: &Arc<Cluster>,
     send: &mut quinn::SendStream,
@@ -162,7 +165,7 @@ pub async fn stream_missing(
                 (
                     r.version_vector().clone(),
                     r.digest(),
-                    r.missing_for(&their, CHUNK_BYTES),
+                    r.missing_chunk(&their, CHUNK_BYTES),
                 )
             })
             .await;
@@ -173,8 +176,7 @@ pub async fn stream_missing(
                 count("truncated", n);
                 return Ok(false);
             }
-            Ok(batch) => {
-                let more = !batch.is_empty();
+            Ok((batch, more)) => {
                 for l in &batch {
                     if l.dot.seq > their.get(&l.dot.actor) {
                         their.dots.insert(l.dot.actor, l.dot.seq);

@@ -22,6 +22,7 @@ pub async fn checkout(units: u64, clients: usize, rtts_ms: &[u64]) -> anyhow::Re
         let pid = concord_chaos::procs::create_product(&c.client(0), &sku, units).await?;
         c.wait_converged(&[0, 1, 2], Duration::from_secs(10))
             .await?;
+        c.wait_connected(Duration::from_secs(10)).await?;
         if rtt > 0 {
             // Half the round trip on each direction of every link.
             let ids = c.ids();
