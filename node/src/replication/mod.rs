@@ -15,6 +15,7 @@
 //!   them on a node with no peers).
 
 pub mod peer;
+mod push;
 pub mod repair;
 pub mod rights;
 pub mod sync;
@@ -29,13 +30,12 @@ use crdt_core::status::OrderStatus;
 use crdt_core::{Actor, NodeId, OrderId, Sku, VersionVector};
 use rand::RngExt;
 use serde::Serialize;
-use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinSet;
 use utoipa::ToSchema;
 
 use crate::api::error::ApiError;
 use crate::config::{ClusterConfig, ReplicationConfig};
-use crate::engine::{Engine, Event, Origin};
+use crate::engine::Engine;
 use crate::metrics as m;
 use crate::pki::NodeTls;
 use crate::shutdown::Shutdown;
@@ -464,105 +464,6 @@ impl Cluster {
                 rights::serve_move(self, peer, send, order, to, vv).await
             }
             other => Err(wire::WireError::unexpected(&other)),
-        }
-    }
-
-    /// Routes applied deltas to the peers' queues.
-    async fn fanout(self: Arc<Self>, shutdown: Shutdown) {
-        let mut rx = self.engine.subscribe();
-        loop {
-            let ev = tokio::select! {
-                ev = rx.recv() => ev,
-                _ = shutdown.wait() => break,
-            };
-            match ev {
-                Ok(Event::Applied(a, origin)) => {
-                    let writer = a.delta.dot.actor.node;
-                    for p in self.peers.values() {
-                        let send = match origin {
-                            Origin::Local => true,
-                            // Forward only to peers that cannot hear the
-                            // writer directly (a bridged partition); the
-                            // others got it from the writer.
-                            Origin::Remote(from) => {
-                                p.id != writer
-                                    && Some(p.id) != from
-                                    && !p.lock().connected_to.contains(&writer)
-                            }
-                        };
-                        if send
-                            && p.conn().is_some()
-                            && p.queue.try_send(a.logged.bytes.clone()).is_err()
-                        {
-                            ::metrics::counter!(m::PUSH_DROPPED, "peer" => p.id.to_string())
-                                .increment(1);
-                        }
-                    }
-                }
-                Ok(Event::Repaired(_)) => {}
-                Err(RecvError::Lagged(n)) => {
-                    ::metrics::counter!(m::PUSH_DROPPED, "peer" => "all").increment(n);
-                    tracing::warn!(
-                        missed = n,
-                        "push fan-out fell behind; anti-entropy will carry the rest"
-                    );
-                }
-                Err(RecvError::Closed) => break,
-            }
-        }
-    }
-
-    /// Batches a peer's queue onto uni streams.
-    async fn sender(
-        self: Arc<Self>,
-        peer: Arc<Peer>,
-        mut rx: tokio::sync::mpsc::Receiver<Arc<[u8]>>,
-        shutdown: Shutdown,
-    ) {
-        loop {
-            let first = tokio::select! {
-                d = rx.recv() => match d { Some(d) => d, None => break },
-                _ = shutdown.wait() => break,
-            };
-            // No timer: a delta goes out at once when the link is idle, and
-            // whatever queued up while the previous push was in flight goes
-            // out together with it — batches grow with load, never with delay.
-            let mut batch = vec![first.to_vec()];
-            let mut size = batch[0].len();
-            while size < 512 << 10 {
-                match rx.try_recv() {
-                    Ok(d) => {
-                        size += d.len();
-                        batch.push(d.to_vec());
-                    }
-                    Err(_) => break,
-                }
-            }
-            let Some(conn) = peer.conn() else {
-                ::metrics::counter!(m::PUSH_DROPPED, "peer" => peer.id.to_string())
-                    .increment(batch.len() as u64);
-                continue;
-            };
-            let n = batch.len() as u64;
-            let push = async {
-                let mut s = conn.open_uni().await.map_err(|e| e.to_string())?;
-                let bytes = wire::write_msg(&mut s, &Msg::Push { deltas: batch })
-                    .await
-                    .map_err(|e| e.to_string())?;
-                s.finish().map_err(|e| e.to_string())?;
-                Ok::<usize, String>(bytes)
-            };
-            match tokio::time::timeout(Duration::from_secs(2), push).await {
-                Ok(Ok(bytes)) => {
-                    ::metrics::counter!(m::PUSHED).increment(n);
-                    ::metrics::counter!(m::WIRE_BYTES, "kind" => "push").increment(bytes as u64);
-                    ::metrics::counter!(m::WIRE_MESSAGES, "kind" => "push").increment(1);
-                }
-                _ => {
-                    ::metrics::counter!(m::PUSH_DROPPED, "peer" => peer.id.to_string())
-                        .increment(n);
-                }
-            }
         }
     }
 
