@@ -41,7 +41,7 @@ impl Default for Spec {
         Self {
             nodes: 3,
             proxies: false,
-            extra_toml: "[http]\nrate_limit_per_sec = 0\n".into(),
+            extra_toml: "[http]\nrate_limit_per_sec = 0\ntoken_rate_limit_per_sec = 0\n".into(),
             env: Vec::new(),
             embedding_dim: 64,
             lazyfs: Vec::new(),
@@ -174,7 +174,7 @@ impl ProcessCluster {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        let secret = concord_node::pki::load_secret(&concord_node::pki::PkiPaths::new(
+        let secret = concord_node::pki::load_token_key(&concord_node::pki::PkiPaths::new(
             dir.join("data").join("pki"),
         ))?;
         let faults = Faults::default();
@@ -198,7 +198,7 @@ impl ProcessCluster {
             nodes,
             faults,
             proxies,
-            key: TokenKey::new(secret),
+            key: secret,
             keep: std::env::var("CONCORD_KEEP_TEST_DIRS").is_ok(),
             lazy: HashMap::new(),
         };

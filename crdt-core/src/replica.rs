@@ -26,8 +26,10 @@ use crate::ops::{Op, OpError, PlanCtx, plan};
 use crate::state::{Key, KeyspaceId, State};
 use crate::status::OrderStatus;
 
+mod index;
 pub mod repair;
 
+use index::{Indexes, ProductKeys};
 use repair::Journal;
 
 /// How a replica is set up.
@@ -45,11 +47,16 @@ pub struct ReplicaConfig {
     /// Key of the state's hash maps; a node draws it at random so that
     /// clients choosing ids cannot aim for collisions.
     pub hash_seed: u64,
+    /// Most lines a local write may bring a cart to (lines added
+    /// concurrently on other nodes can go past it, by at most one per node).
+    pub max_cart_lines: usize,
+    /// Bytes of early deltas held while waiting for a gap to fill.
+    pub max_pending_bytes: usize,
 }
 
 impl ReplicaConfig {
-    /// Defaults for `actor`: 60 s drift, a 256 MiB log, 100,000 pending, a
-    /// fixed hash seed.
+    /// Defaults for `actor`: 60 s drift, a 256 MiB log, 100,000 (and 64 MiB
+    /// of) pending deltas, a fixed hash seed, 100 lines per cart.
     pub fn new(actor: Actor) -> Self {
         Self {
             actor,
@@ -57,6 +64,8 @@ impl ReplicaConfig {
             log_max_bytes: 256 << 20,
             max_pending: 100_000,
             hash_seed: 0x243F_6A88_85A3_08D3,
+            max_cart_lines: 100,
+            max_pending_bytes: 64 << 20,
         }
     }
 }
@@ -137,7 +146,12 @@ pub struct Replica {
     log: DeltaLog,
     pending: BTreeMap<Dot, (Delta, Arc<[u8]>)>,
     max_pending: usize,
-    sku_index: BTreeMap<String, BTreeSet<ProductId>>,
+    /// Encoded bytes of the deltas in `pending`, and their bound.
+    pending_bytes: usize,
+    max_pending_bytes: usize,
+    max_cart_lines: usize,
+    /// Products by SKU and category, orders by customer and status.
+    index: Indexes,
     returns_due: BTreeSet<OrderId>,
     stats: ReplicaStats,
     /// The repair in progress, if any (see [`repair`]).
@@ -158,7 +172,10 @@ impl Replica {
             log: DeltaLog::new(cfg.log_max_bytes),
             pending: BTreeMap::new(),
             max_pending: cfg.max_pending,
-            sku_index: BTreeMap::new(),
+            pending_bytes: 0,
+            max_pending_bytes: cfg.max_pending_bytes,
+            max_cart_lines: cfg.max_cart_lines,
+            index: Indexes::default(),
             returns_due: BTreeSet::new(),
             stats: ReplicaStats::default(),
             journal: None,
@@ -234,7 +251,8 @@ impl Replica {
     pub fn apply_local(&mut self, op: Op, wall_ms: u64) -> Result<Applied, OpError> {
         let sku_owner = match &op {
             Op::CreateProduct { product, .. } => self
-                .sku_index
+                .index
+                .sku
                 .get(&product.sku)
                 .and_then(|s| s.iter().next().copied()),
             _ => None,
@@ -246,6 +264,7 @@ impl Replica {
             clock: &mut self.clock,
             wall_ms,
             sku_owner,
+            max_cart_lines: self.max_cart_lines,
         };
         let delta = plan(op, &self.state, &mut ctx)?;
         let bytes: Arc<[u8]> = codec::encode(&delta).into();
@@ -260,7 +279,14 @@ impl Replica {
             return MergeOutcome::AlreadySeen;
         }
         if delta.dot.seq > have + 1 {
-            if self.pending.len() < self.max_pending {
+            if self.pending.contains_key(&delta.dot) {
+                self.stats.duplicates += 1;
+            } else if self.pending.len() < self.max_pending
+                && self.pending_bytes + bytes.len() <= self.max_pending_bytes
+            {
+                // Bounded in count and bytes: a hostile peer cannot grow it
+                // without bound; anti-entropy refetches what was dropped.
+                self.pending_bytes += bytes.len();
                 self.pending.insert(delta.dot, (delta, bytes));
             } else {
                 self.stats.pending_dropped += 1;
@@ -292,13 +318,16 @@ impl Replica {
             .map(|(d, _)| *d)
             .collect();
         for d in stale {
-            self.pending.remove(&d);
+            if let Some((_, b)) = self.pending.remove(&d) {
+                self.pending_bytes -= b.len();
+            }
         }
         loop {
             let next = Dot::new(actor, self.applied.get(&actor) + 1);
             let Some((delta, bytes)) = self.pending.remove(&next) else {
                 break;
             };
+            self.pending_bytes -= bytes.len();
             self.clock.observe(delta.hlc, wall_ms).ok();
             out.push(self.integrate(delta, bytes));
         }
@@ -310,11 +339,11 @@ impl Replica {
         if self.journal.is_some() {
             self.journal_before(delta.parts.iter().map(Part::key));
         }
-        let old_skus: Vec<(ProductId, Option<String>)> = delta
+        let old_keys: Vec<(ProductId, Option<ProductKeys>)> = delta
             .parts
             .iter()
             .filter_map(|p| match p {
-                Part::Product { id, .. } => Some((*id, self.product_sku(id))),
+                Part::Product { id, .. } => Some((*id, self.product_keys(id))),
                 _ => None,
             })
             .collect();
@@ -323,7 +352,7 @@ impl Replica {
             self.cc.insert(d);
         }
         self.applied.dots.insert(delta.dot.actor, delta.dot.seq);
-        for (id, old) in old_skus {
+        for (id, old) in old_keys {
             self.reindex_product(&id, old);
         }
         for k in &changed {
@@ -345,34 +374,26 @@ impl Replica {
         }
     }
 
-    fn product_sku(&self, id: &ProductId) -> Option<String> {
-        self.product(id).map(|r| r.sku.value)
+    fn product_keys(&self, id: &ProductId) -> Option<ProductKeys> {
+        self.product(id).map(|r| (r.sku.value, r.category.value))
     }
 
-    fn reindex_product(&mut self, id: &ProductId, old: Option<String>) {
-        let new = self.product_sku(id);
-        if old == new {
-            return;
-        }
-        if let Some(o) = old
-            && let Some(set) = self.sku_index.get_mut(&o)
-        {
-            set.remove(id);
-            if set.is_empty() {
-                self.sku_index.remove(&o);
-            }
-        }
-        if let Some(n) = new {
-            self.sku_index.entry(n).or_default().insert(*id);
-        }
+    fn reindex_product(&mut self, id: &ProductId, old: Option<ProductKeys>) {
+        let new = self.product_keys(id);
+        self.index.set_product(*id, old, new);
     }
 
+    /// Re-derives what depends on an order: the indexes, and whether its
+    /// units are due back to this node.
     fn recheck_return(&mut self, id: &OrderId) {
-        let due = self.state.orders.get(id).is_some_and(|e| {
+        let entry = self.state.orders.get(id);
+        let due = entry.is_some_and(|e| {
             e.header.as_ref().is_some_and(|h| h.seller == self.actor)
                 && e.status.0 == OrderStatus::Cancelled
                 && !e.returned
         });
+        let keys = entry.and_then(|e| e.header.as_ref().map(|h| (h.customer.clone(), e.status.0)));
+        self.index.set_order(*id, keys);
         if due {
             self.returns_due.insert(*id);
         } else {
@@ -476,7 +497,7 @@ impl Replica {
 
     /// Live products with this SKU (normally one).
     pub fn products_with_sku(&self, sku: &str) -> impl Iterator<Item = &ProductId> {
-        self.sku_index.get(sku).into_iter().flatten()
+        self.index.sku.get(sku).into_iter().flatten()
     }
 
     /// Orders this node sold that were cancelled elsewhere and whose units it

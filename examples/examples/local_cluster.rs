@@ -26,7 +26,7 @@ async fn main() -> anyhow::Result<()> {
     let path = dir.join("cluster.toml");
     std::fs::write(&path, toml)?;
     let config = Arc::new(ClusterConfig::load(&path)?);
-    concord_node::pki::init(&config)?;
+    concord_node::pki::init(&config, &Default::default())?;
     let mut nodes = Vec::new();
     for (i, l) in listeners.into_iter().enumerate() {
         let id = crdt_core::NodeId::new(&format!("n{}", i + 1))?;

@@ -8,16 +8,17 @@
 
 use std::path::Path;
 
-use concord_node::auth::{Claims, Role, TokenKey};
+use concord_node::auth::{Claims, Role};
 use concord_node::config::ClusterConfig;
 
 /// A token for `role`/`sub`, signed with the secret of the cluster whose
 /// configuration is at `config` (after `concord init` or `concord up`).
 pub fn token(config: &Path, role: Role, sub: &str) -> anyhow::Result<String> {
     let cfg = ClusterConfig::load(config)?;
-    let secret = concord_node::pki::load_secret(&concord_node::pki::PkiPaths::new(cfg.pki_dir()))?;
+    let secret =
+        concord_node::pki::load_token_key(&concord_node::pki::PkiPaths::new(cfg.pki_dir()))?;
     let now = concord_node::clock::now_secs();
-    Ok(TokenKey::new(secret).issue(&Claims {
+    Ok(secret.issue(&Claims {
         sub: sub.into(),
         role,
         exp: now + 3600,

@@ -112,28 +112,76 @@ function uuid4() {
 
 /** Server-sent events of the node, re-dispatched as CustomEvents whose
  * `detail` is the parsed payload: `delta`, `order`, `peer`, `digest`,
- * `convergence`, `reset`; plus `status` (`detail` true when connected). */
+ * `convergence`, `divergence`, `reset`; plus `status` (`detail` true when
+ * connected). Which events arrive depends on the token: anonymous callers
+ * see catalog and stock events, a customer its own carts and orders too, an
+ * admin everything. */
 export const events = new EventTarget();
 
-const KINDS = ['delta', 'order', 'peer', 'digest', 'convergence', 'reset'];
-
-/** Opens the event stream. EventSource reconnects by itself and resumes with
- * Last-Event-ID; a `reset` tells views their state may have missed events. */
-export function connectEvents() {
-  const source = new EventSource('/api/v1/events');
-  for (const kind of KINDS) {
-    source.addEventListener(kind, (e) => {
-      let detail = null;
-      try {
-        detail = JSON.parse(e.data);
-      } catch {
-        // A malformed payload still signals that something changed.
-      }
-      events.dispatchEvent(new CustomEvent(kind, { detail }));
-    });
+// Dispatches one SSE block (`id:`, `event:`, `data:` lines); returns its id.
+function dispatchBlock(block) {
+  let id = null, kind = 'message';
+  const data = [];
+  for (const line of block.split('\n')) {
+    if (line.startsWith(':')) continue;
+    const at = line.indexOf(':');
+    const field = at < 0 ? line : line.slice(0, at);
+    const value = at < 0 ? '' : line.slice(at + 1).replace(/^ /, '');
+    if (field === 'id') id = value;
+    else if (field === 'event') kind = value;
+    else if (field === 'data') data.push(value);
   }
-  source.addEventListener('open', () => events.dispatchEvent(new CustomEvent('status', { detail: true })));
-  source.addEventListener('error', () => events.dispatchEvent(new CustomEvent('status', { detail: false })));
+  if (!data.length) return id;
+  let detail = null;
+  try {
+    detail = JSON.parse(data.join('\n'));
+  } catch {
+    // A malformed payload still signals that something changed.
+  }
+  events.dispatchEvent(new CustomEvent(kind, { detail }));
+  return id;
+}
+
+/** Opens the event stream with the current token (EventSource cannot send
+ * one, so this reads the stream with fetch), resumes with Last-Event-ID
+ * after a drop, and reopens from scratch when the token changes. */
+export function connectEvents() {
+  let lastId = null;
+  let current = null;
+  const open = async () => {
+    current?.abort();
+    const mine = new AbortController();
+    current = mine;
+    const headers = { Accept: 'text/event-stream' };
+    const token = getToken();
+    if (token) headers.Authorization = `Bearer ${token}`;
+    if (lastId) headers['Last-Event-ID'] = lastId;
+    try {
+      const res = await fetch('/api/v1/events', { headers, signal: mine.signal });
+      if (!res.ok || !res.body) throw new Error(`status ${res.status}`);
+      events.dispatchEvent(new CustomEvent('status', { detail: true }));
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += value.replace(/\r\n/g, '\n');
+        let end;
+        while ((end = buf.indexOf('\n\n')) >= 0) {
+          const id = dispatchBlock(buf.slice(0, end));
+          if (id) lastId = id;
+          buf = buf.slice(end + 2);
+        }
+      }
+    } catch {
+      // Dropped, refused or aborted: reconnect below unless replaced.
+    }
+    if (mine.signal.aborted) return;
+    events.dispatchEvent(new CustomEvent('status', { detail: false }));
+    setTimeout(() => { if (current === mine) open(); }, 1000);
+  };
+  tokenChanged.addEventListener('change', () => { lastId = null; open(); });
+  open();
 }
 
 /** Listens to event kinds until `signal` aborts. Calls are coalesced: a

@@ -5,7 +5,7 @@
 // polls as a fallback. Below, the diff of two nodes (`#/diff/{a}/{b}`),
 // with the lines in which the two values of a key differ highlighted.
 
-import { get, onEvents, qs } from './api.js';
+import { claims, get, onEvents, qs } from './api.js';
 import { badge, bytes, errorBox, facts, h, loading, replace, short, table } from './dom.js';
 
 const POLL_MS = 1500;
@@ -16,6 +16,13 @@ const LINE_DIFF_LIMIT = 250_000;
 
 export async function view(root, { params, signal }) {
   const [a, b] = params;
+  // Every node's status, buckets and diffs: admins only (a bucket holds
+  // orders with their addresses).
+  if (claims()?.role !== 'admin') {
+    root.append(h('h1', {}, 'Cluster'), h('p', { class: 'notice', id: 'cluster-needs-admin' },
+      'The cluster view needs an admin token (concord token --role admin). Paste one under “Sign in with a token” above.'));
+    return;
+  }
   const banner = h('div', { class: 'banner', id: 'convergence', role: 'status', 'aria-live': 'polite', dataset: { state: 'unknown' } }, 'Asking every node…');
   const grid = h('div', { class: 'nodes' });
   const diffOut = h('div', { class: 'diff-out', 'aria-live': 'polite' });

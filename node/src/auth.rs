@@ -3,7 +3,10 @@
 //!
 //! Checking is strict: the header must say exactly `HS256` (so `alg: none`
 //! and algorithm confusion are refused), the signature is compared in
-//! constant time, and `exp` is required and enforced.
+//! constant time, and `exp` is required and enforced. Tokens carry the id
+//! of the key that signed them (`kid`), so the secret can be rotated: a
+//! node checks a token with the key it names, and signs with the current
+//! key (see `pki::secrets`).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -58,6 +61,8 @@ struct Header {
     alg: String,
     #[serde(default)]
     typ: Option<String>,
+    #[serde(default)]
+    kid: Option<String>,
 }
 
 /// Signs and checks tokens with the cluster secret. Tokens already checked
@@ -66,7 +71,8 @@ struct Header {
 /// still checked on every use.
 #[derive(Clone)]
 pub struct TokenKey {
-    secret: Vec<u8>,
+    /// (kid, secret), the signing key first.
+    keys: std::sync::Arc<Vec<(String, Vec<u8>)>>,
     checked: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Claims>>>,
 }
 
@@ -83,29 +89,63 @@ impl std::fmt::Debug for TokenKey {
 pub const LEEWAY_SECS: u64 = 30;
 
 impl TokenKey {
-    /// A key over the cluster secret.
+    /// A key over one secret (key id `k0`).
     pub fn new(secret: Vec<u8>) -> Self {
+        Self::with_keys(vec![("k0".to_string(), secret)])
+    }
+
+    /// A key over several secrets, the first signing.
+    pub fn with_keys(keys: Vec<(String, Vec<u8>)>) -> Self {
         Self {
-            secret,
+            keys: std::sync::Arc::new(keys),
             checked: Default::default(),
         }
     }
 
-    fn mac(&self) -> HmacSha256 {
+    fn mac_for(secret: &[u8]) -> HmacSha256 {
         // HMAC accepts keys of any length, so this cannot fail.
-        <HmacSha256 as KeyInit>::new_from_slice(&self.secret)
+        <HmacSha256 as KeyInit>::new_from_slice(secret)
             .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
     }
 
-    /// Issues a token.
+    fn mac(&self) -> HmacSha256 {
+        Self::mac_for(
+            self.keys
+                .first()
+                .map(|k| k.1.as_slice())
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Issues a token, signed with the current key.
     pub fn issue(&self, claims: &Claims) -> String {
-        let header = B64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let kid = self.keys.first().map(|k| k.0.as_str()).unwrap_or("k0");
+        let header = B64.encode(
+            serde_json::to_vec(&Header {
+                alg: "HS256".into(),
+                typ: Some("JWT".into()),
+                kid: Some(kid.to_string()),
+            })
+            .unwrap_or_default(),
+        );
         let body = B64.encode(serde_json::to_vec(claims).unwrap_or_default());
         let signing_input = format!("{header}.{body}");
         let mut mac = self.mac();
         mac.update(signing_input.as_bytes());
         let sig = B64.encode(mac.finalize().into_bytes());
         format!("{signing_input}.{sig}")
+    }
+
+    /// A one-minute admin token for a node's own requests to other nodes
+    /// (the inspection fan-out), with subject `node:<id>`.
+    pub fn internal_admin(&self, node: &str) -> String {
+        let now = crate::clock::now_secs();
+        self.issue(&Claims {
+            sub: format!("node:{node}"),
+            role: Role::Admin,
+            exp: now + 60,
+            iat: now,
+        })
     }
 
     /// Checks a token at time `now_secs` and returns its claims.
@@ -148,11 +188,27 @@ impl TokenKey {
             return Err(TokenError::Algorithm);
         }
         let sig = B64.decode(s).map_err(|_| TokenError::Malformed)?;
-        let mut mac = self.mac();
-        mac.update(h.as_bytes());
-        mac.update(b".");
-        mac.update(b.as_bytes());
-        mac.verify_slice(&sig).map_err(|_| TokenError::Signature)?;
+        // The key the token names; a token without a kid (issued before key
+        // ids) is checked against every key held.
+        let candidates: Vec<&Vec<u8>> = match &header.kid {
+            Some(kid) => self
+                .keys
+                .iter()
+                .filter(|k| &k.0 == kid)
+                .map(|k| &k.1)
+                .collect(),
+            None => self.keys.iter().map(|k| &k.1).collect(),
+        };
+        let signed = candidates.into_iter().any(|secret| {
+            let mut mac = Self::mac_for(secret);
+            mac.update(h.as_bytes());
+            mac.update(b".");
+            mac.update(b.as_bytes());
+            mac.verify_slice(&sig).is_ok()
+        });
+        if !signed {
+            return Err(TokenError::Signature);
+        }
         let claims: Claims = B64
             .decode(b)
             .ok()

@@ -41,8 +41,21 @@ pub enum RoleArg {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Make what is missing of the cluster CA, node certificates and secret
-    /// (idempotent), and one bundle per node for multi-machine clusters.
-    Init,
+    /// (idempotent), make existing keys and secrets private, and write one
+    /// bundle per node for multi-machine clusters.
+    Init {
+        /// Issue every node a new certificate (they are valid for a year).
+        #[arg(long)]
+        renew: bool,
+        /// Revoke a node's certificate (it goes on `pki/revoked.crl`, which
+        /// every node must be given) and issue it a new one. Repeatable.
+        #[arg(long, value_name = "ID")]
+        revoke: Vec<String>,
+        /// Sign tokens with a new key from now on; tokens of the previous two
+        /// keys stay valid until they expire.
+        #[arg(long)]
+        rotate_secret: bool,
+    },
     /// Print a bearer token signed with the cluster secret.
     Token {
         /// The role.
@@ -75,13 +88,36 @@ pub enum Command {
 /// Runs the command line.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Command::Init => {
+        Command::Init {
+            renew,
+            revoke,
+            rotate_secret,
+        } => {
             let cfg = load(&cli.config)?;
-            let report = pki::init(&cfg)?;
+            let opts = pki::InitOptions {
+                renew,
+                revoke,
+                rotate_secret,
+            };
+            let report = pki::init(&cfg, &opts)?;
+            for p in &report.tightened {
+                println!("made private (mode 600) {}", p.display());
+            }
             for p in &report.created {
                 println!("created {}", p.display());
             }
-            if report.created.is_empty() {
+            for id in &report.revoked {
+                println!(
+                    "revoked the certificate of {id}: copy {} to every node and restart them",
+                    PkiPaths::new(cfg.pki_dir()).crl().display()
+                );
+            }
+            if let Some(kid) = &report.rotated {
+                println!(
+                    "new token key {kid}: copy the cluster secret to every node and restart them"
+                );
+            }
+            if report.created.is_empty() && report.rotated.is_none() {
                 println!("nothing to do: every certificate and the secret exist");
             }
             for b in &report.bundles {
@@ -95,8 +131,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             ttl_hours,
         } => {
             let cfg = load(&cli.config)?;
-            let secret = pki::load_secret(&PkiPaths::new(cfg.pki_dir()))?;
-            println!("{}", issue(secret, role, sub, ttl_hours));
+            let key = pki::load_token_key(&PkiPaths::new(cfg.pki_dir()))?;
+            println!("{}", issue(&key, role, sub, ttl_hours));
             Ok(0)
         }
         Command::Node { id } => {
@@ -114,13 +150,13 @@ fn load(path: &Path) -> anyhow::Result<ClusterConfig> {
     Ok(ClusterConfig::load(path)?)
 }
 
-fn issue(secret: Vec<u8>, role: RoleArg, sub: Option<String>, ttl_hours: u64) -> String {
+fn issue(key: &TokenKey, role: RoleArg, sub: Option<String>, ttl_hours: u64) -> String {
     let now = clock::now_secs();
     let (role, default_sub) = match role {
         RoleArg::Admin => (Role::Admin, "admin"),
         RoleArg::Customer => (Role::Customer, "customer"),
     };
-    TokenKey::new(secret).issue(&Claims {
+    key.issue(&Claims {
         sub: sub.unwrap_or_else(|| default_sub.to_string()),
         role,
         exp: now + ttl_hours * 3600,
@@ -158,7 +194,7 @@ async fn wait_for_signal() {
 
 async fn up(config_path: &Path, no_sample: bool) -> anyhow::Result<i32> {
     let cfg = load(config_path)?;
-    let report = pki::init(&cfg)?;
+    let report = pki::init(&cfg, &pki::InitOptions::default())?;
     if !report.created.is_empty() {
         println!(
             "initialised the cluster: CA, {} node certificates and the secret under {}",
@@ -186,8 +222,8 @@ async fn up(config_path: &Path, no_sample: bool) -> anyhow::Result<i32> {
             .with_context(|| format!("starting node {}", n.id))?;
         children.push((n.clone(), child, log_path));
     }
-    let secret = pki::load_secret(&PkiPaths::new(cfg.pki_dir()))?;
-    let token = issue(secret, RoleArg::Admin, None, 24 * 30);
+    let key = pki::load_token_key(&PkiPaths::new(cfg.pki_dir()))?;
+    let token = issue(&key, RoleArg::Admin, None, 24 * 30);
     let clients: Vec<Client> = cfg
         .nodes
         .iter()

@@ -465,5 +465,6 @@ pub fn op_kind(op: &Op) -> &'static str {
         Op::Checkout { .. } => "checkout",
         Op::MoveOrder { .. } => "order_move",
         Op::ReturnUnits { .. } => "return_units",
+        Op::ClearCart { .. } => "cart_clear",
     }
 }

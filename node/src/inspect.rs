@@ -56,10 +56,13 @@ pub struct NodeView {
 }
 
 /// Asks every node of the configuration for its status.
-pub async fn gather(cfg: &ClusterConfig, timeout: Duration) -> Vec<NodeView> {
+pub async fn gather(cfg: &ClusterConfig, timeout: Duration, token: Option<&str>) -> Vec<NodeView> {
     let mut hs = Vec::new();
     for n in &cfg.nodes {
-        let c = Client::new(n.http).with_timeout(timeout);
+        let mut c = Client::new(n.http).with_timeout(timeout);
+        if let Some(t) = token {
+            c = c.with_token(t.to_string());
+        }
         let (id, http) = (n.id.to_string(), n.http.to_string());
         hs.push(tokio::spawn(async move {
             let status = match c.get("/api/v1/cluster/status").await {
@@ -135,7 +138,7 @@ pub enum Convergence {
 pub async fn converge(cfg: &ClusterConfig, timeout: Duration) -> Convergence {
     let t = Instant::now();
     loop {
-        let nodes = gather(cfg, Duration::from_millis(1_000)).await;
+        let nodes = gather(cfg, Duration::from_millis(1_000), None).await;
         if converged(&nodes) {
             return Convergence::Converged(t.elapsed());
         }
@@ -253,8 +256,11 @@ async fn digest(c: &Client) -> anyhow::Result<String> {
 
 /// Descends both nodes' digest trees where they differ and lists the
 /// differing ranges, keys and values.
-pub async fn diff(a: &NodeConfig, b: &NodeConfig) -> anyhow::Result<DiffReport> {
-    let (ca, cb) = (Client::new(a.http), Client::new(b.http));
+pub async fn diff(a: &NodeConfig, b: &NodeConfig, token: &str) -> anyhow::Result<DiffReport> {
+    let (ca, cb) = (
+        Client::new(a.http).with_token(token.to_string()),
+        Client::new(b.http).with_token(token.to_string()),
+    );
     let mut report = DiffReport {
         a: a.id.to_string(),
         b: b.id.to_string(),
@@ -326,6 +332,10 @@ pub struct InspectArgs {
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// An admin token for the nodes' inspection endpoints (default: one
+    /// minted from the cluster secret under `data_dir/pki`, when readable).
+    #[arg(long, global = true)]
+    pub token: Option<String>,
 }
 
 /// The inspector's views.
@@ -372,8 +382,18 @@ pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
 /// Runs `concord inspect`; returns the exit code.
 pub async fn run(config: &Path, args: InspectArgs) -> anyhow::Result<i32> {
     let cfg = ClusterConfig::load(config)?;
+    let token = match args
+        .token
+        .clone()
+        .or_else(|| std::env::var("CONCORD_TOKEN").ok())
+    {
+        Some(t) => Some(t),
+        None => crate::pki::load_token_key(&crate::pki::PkiPaths::new(cfg.pki_dir()))
+            .ok()
+            .map(|k| k.internal_admin("inspect")),
+    };
     loop {
-        let code = once(&cfg, &args).await?;
+        let code = once(&cfg, &args, token.as_deref()).await?;
         if !args.watch || matches!(args.what, What::Converge { .. }) {
             return Ok(code);
         }
@@ -384,14 +404,14 @@ pub async fn run(config: &Path, args: InspectArgs) -> anyhow::Result<i32> {
     }
 }
 
-async fn once(cfg: &ClusterConfig, args: &InspectArgs) -> anyhow::Result<i32> {
+async fn once(cfg: &ClusterConfig, args: &InspectArgs, token: Option<&str>) -> anyhow::Result<i32> {
     if args.watch && !args.json {
         // Clear the terminal and go home, for a live view.
         print!("\x1b[2J\x1b[H");
     }
     match &args.what {
         What::Digest => {
-            let nodes = gather(cfg, Duration::from_secs(2)).await;
+            let nodes = gather(cfg, Duration::from_secs(2), token).await;
             let ok = converged(&nodes);
             if args.json {
                 println!("{}", serde_json::json!({"converged": ok, "nodes": nodes}));
@@ -465,7 +485,12 @@ async fn once(cfg: &ClusterConfig, args: &InspectArgs) -> anyhow::Result<i32> {
                     .find(|n| n.id.as_str() == id)
                     .ok_or_else(|| anyhow::anyhow!("no node {id} in the configuration"))
             };
-            let r = diff(find(a)?, find(b)?).await?;
+            let token = token.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "diff needs an admin token: give --token (or CONCORD_TOKEN), or run where data_dir/pki holds the cluster secret"
+                )
+            })?;
+            let r = diff(find(a)?, find(b)?, token).await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
@@ -525,7 +550,7 @@ async fn once(cfg: &ClusterConfig, args: &InspectArgs) -> anyhow::Result<i32> {
             Ok(code)
         }
         What::Members => {
-            let nodes = gather(cfg, Duration::from_secs(2)).await;
+            let nodes = gather(cfg, Duration::from_secs(2), token).await;
             if args.json {
                 let m: Vec<_> = nodes
                     .iter()

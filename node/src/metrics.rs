@@ -50,6 +50,8 @@ pub const WRITES: &str = "concord_writes_total";
 pub const FLUSH_BATCH: &str = "concord_flush_batch_size";
 /// Flush latency.
 pub const FLUSH_LATENCY: &str = "concord_flush_duration_seconds";
+/// Requests refused by a rate limit, by limit (`address`, `token`, `route`).
+pub const RATE_LIMITED: &str = "concord_http_rate_limited_total";
 /// `fdatasync`/`fsync` calls made by group commits.
 pub const STORE_SYNCS: &str = "concord_store_syncs_total";
 /// Repairs started because two peers held equal vectors and different digests.

@@ -15,7 +15,6 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use crate::api::{self, Services};
-use crate::auth::TokenKey;
 use crate::config::ClusterConfig;
 use crate::engine::Engine;
 use crate::pki::{self, PkiPaths};
@@ -62,13 +61,15 @@ pub async fn start(opts: NodeOptions) -> anyhow::Result<RunningNode> {
     std::fs::create_dir_all(&node_dir)
         .with_context(|| format!("creating {}", node_dir.display()))?;
     let pki = PkiPaths::new(config.pki_dir());
-    let secret = pki::load_secret(&pki).context("loading the cluster secret")?;
+    let tokens = pki::load_token_key(&pki).context("loading the cluster secret")?;
     let repl = config.replication.clone();
+    let max_cart_lines = config.limits.max_cart_lines;
     let (store, replica, fresh) = storage::open_replica(&node_dir, id, |actor| {
         let mut c = ReplicaConfig::new(actor);
         c.log_max_bytes = repl.delta_log_bytes;
         c.max_drift_ms = repl.max_clock_drift_ms;
         c.hash_seed = rand::random();
+        c.max_cart_lines = max_cart_lines;
         c
     })
     .with_context(|| format!("opening the store of node {id}"))?;
@@ -101,7 +102,7 @@ pub async fn start(opts: NodeOptions) -> anyhow::Result<RunningNode> {
         engine.clone(),
         background.clone(),
     ));
-    let hub = crate::events::EventHub::new();
+    let hub = crate::events::EventHub::new(config.http.max_event_subscribers);
     tasks.spawn(crate::events::run_bridge(
         engine.clone(),
         hub.clone(),
@@ -119,6 +120,11 @@ pub async fn start(opts: NodeOptions) -> anyhow::Result<RunningNode> {
     )
     .context("starting replication")?;
     tasks.spawn(engine.clone().run_returns(background.clone()));
+    tasks.spawn(crate::expiry::run(
+        engine.clone(),
+        config.limits.clone(),
+        background.clone(),
+    ));
 
     let listener = match opts.http {
         Some(l) => l,
@@ -127,26 +133,48 @@ pub async fn start(opts: NodeOptions) -> anyhow::Result<RunningNode> {
             .with_context(|| format!("binding the HTTP API to {}", node.http))?,
     };
     let http_addr = listener.local_addr()?;
+    let limiter = Arc::new(crate::api::middleware::Limits::new(&config.http));
+    {
+        let (limiter, sd) = (limiter.clone(), background.clone());
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => limiter.prune(),
+                    _ = sd.wait() => break,
+                }
+            }
+        });
+    }
+    let tls = match &config.http.tls {
+        Some((cert, key)) => Some(
+            crate::http_server::load_tls(cert, key).context("loading the API's TLS certificate")?,
+        ),
+        None => None,
+    };
     let services = Services {
         engine: engine.clone(),
         search: search.clone(),
-        tokens: TokenKey::new(secret),
+        tokens,
         config: config.clone(),
         cluster,
         metrics,
         events: hub,
+        limiter,
     };
     let app = api::router(services, crate::console::router());
     let (http_stop, http_signal) = shutdown::pair();
-    let http_task = tokio::spawn(async move {
-        let svc = app.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(listener, svc)
-            .with_graceful_shutdown(async move { http_signal.wait().await })
-            .await
-        {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+    let limits = crate::http_server::ServerLimits {
+        header_read_timeout: config.http.header_read_timeout,
+        max_connections: config.http.max_connections,
+        tls,
+    };
+    let http_task = tokio::spawn(crate::http_server::serve(
+        listener,
+        app,
+        limits,
+        http_signal,
+    ));
     tracing::info!(node = %id, http = %http_addr, "node listening");
     Ok(RunningNode {
         http_addr,

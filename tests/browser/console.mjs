@@ -117,13 +117,10 @@ async function waitState(state, timeout) {
 }
 
 async function run() {
-  await step('cluster view turns green', async () => {
+  await step('without a token the cluster view asks for one', async () => {
     await page.goto(`${base}#/cluster`);
-    await waitState('converged', 30000);
-    const nodes = await page.locator('article.node').count();
-    if (nodes !== 3) throw new Error(`expected 3 node cards, saw ${nodes}`);
-    await page.locator('article.node[data-node="n1"] li[data-peer="n3"][data-alive="true"]').waitFor({ timeout: 10000 });
-    await shot('cluster');
+    await page.locator('#cluster-needs-admin').waitFor({ timeout: 10000 });
+    if (await page.locator('article.node').count()) throw new Error('node cards shown without an admin token');
   });
 
   await step('keyboard: Tab reaches the skip link, then the views', async () => {
@@ -140,6 +137,15 @@ async function run() {
     await page.getByLabel('Bearer token').fill(token);
     await page.getByLabel('Bearer token').press('Enter');
     await page.locator('details.token summary', { hasText: 'admin' }).waitFor({ timeout: 5000 });
+  });
+
+  await step('cluster view turns green', async () => {
+    await nav('Cluster');
+    await waitState('converged', 30000);
+    const nodes = await page.locator('article.node').count();
+    if (nodes !== 3) throw new Error(`expected 3 node cards, saw ${nodes}`);
+    await page.locator('article.node[data-node="n1"] li[data-peer="n3"][data-alive="true"]').waitFor({ timeout: 10000 });
+    await shot('cluster');
   });
 
   await step('catalog: 12 categories', async () => {

@@ -9,4 +9,5 @@ mod config_cli;
 mod durability;
 mod replication;
 mod search;
+mod security;
 mod self_repair;

@@ -212,11 +212,11 @@ async fn rogue(dir: &std::path::Path, id: &str, http: std::net::SocketAddr) -> s
         ))
         .spawn()
         .unwrap();
-    let secret = concord_node::pki::load_secret(&concord_node::pki::PkiPaths::new(
+    let secret = concord_node::pki::load_token_key(&concord_node::pki::PkiPaths::new(
         dir.join("data").join("pki"),
     ))
     .unwrap();
-    let key = concord_node::auth::TokenKey::new(secret);
+    let key = secret;
     let token = key.issue(&concord_node::auth::Claims {
         sub: "admin".into(),
         role: Role::Admin,

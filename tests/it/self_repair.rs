@@ -57,7 +57,7 @@ async fn a_slow_disk_and_kill_9_never_leave_a_peer_ahead_of_the_node() {
     let _g = CLUSTER_LOCK.lock().await;
     let mut c = cluster(Spec {
         proxies: true,
-        extra_toml: "[http]\nrate_limit_per_sec = 0\n[replication]\nanti_entropy_ms = 50\n".into(),
+        extra_toml: "[http]\nrate_limit_per_sec = 0\ntoken_rate_limit_per_sec = 0\n[replication]\nanti_entropy_ms = 50\n".into(),
         ..Default::default()
     })
     .await;
@@ -277,7 +277,7 @@ async fn the_effects_of_a_write_outlive_the_client_that_hung_up() {
     let _g = CLUSTER_LOCK.lock().await;
     let c = cluster(Spec {
         nodes: 2,
-        extra_toml: "[http]\nrate_limit_per_sec = 0\n[replication]\nanti_entropy_ms = 60000\n"
+        extra_toml: "[http]\nrate_limit_per_sec = 0\ntoken_rate_limit_per_sec = 0\n[replication]\nanti_entropy_ms = 60000\n"
             .into(),
         ..Default::default()
     })

@@ -124,9 +124,9 @@ impl InProcessNode {
         let path = dir.join("cluster.toml");
         std::fs::write(&path, toml)?;
         let config = Arc::new(ClusterConfig::load(&path)?);
-        concord_node::pki::init(&config)?;
+        concord_node::pki::init(&config, &Default::default())?;
         let secret =
-            concord_node::pki::load_secret(&concord_node::pki::PkiPaths::new(config.pki_dir()))?;
+            concord_node::pki::load_token_key(&concord_node::pki::PkiPaths::new(config.pki_dir()))?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let node = server::start(NodeOptions {
             config: config.clone(),
@@ -139,7 +139,7 @@ impl InProcessNode {
             node: Some(node),
             addr,
             dir,
-            key: TokenKey::new(secret),
+            key: secret,
             config,
         };
         let c = n.anonymous();

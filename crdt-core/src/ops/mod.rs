@@ -121,6 +121,12 @@ pub enum Op {
         /// The status asked for.
         to: OrderStatus,
     },
+    /// Remove every line of a cart (a cart left untouched too long): an
+    /// observed remove, so a line added concurrently elsewhere survives.
+    ClearCart {
+        /// The cart.
+        cart: CartId,
+    },
     /// Return a cancelled order's units to this node's rights (the seller
     /// does this when it applies a cancel accepted elsewhere).
     ReturnUnits {
@@ -200,6 +206,9 @@ pub enum OpError {
     /// A quantity or amount beyond what an order may hold.
     #[error("{0} is too large")]
     TooLarge(&'static str),
+    /// A new line in a cart that holds as many as allowed.
+    #[error("the cart already holds {0} lines, the most allowed")]
+    CartFull(usize),
     /// The operation would change nothing (a patch with no fields, a move
     /// to the status the order already has).
     #[error("nothing to change")]
@@ -213,6 +222,8 @@ pub(crate) struct PlanCtx<'a> {
     pub clock: &'a mut HlcClock,
     pub wall_ms: u64,
     pub sku_owner: Option<ProductId>,
+    /// Most lines one cart may hold (`ReplicaConfig::max_cart_lines`).
+    pub max_cart_lines: usize,
 }
 
 /// A delta that carries one SKU's new stock counter.
@@ -274,6 +285,15 @@ fn check_owner(
             customer: c.to_string(),
         })),
     }
+}
+
+/// Refuses a new line in a cart that already holds `max` lines.
+fn check_lines(entry: Option<&CartEntry>, product: &ProductId, max: usize) -> Result<(), OpError> {
+    let Some(e) = entry else { return Ok(()) };
+    if e.quantity(product).is_none() && e.lines().count() >= max {
+        return Err(OpError::CartFull(max));
+    }
+    Ok(())
 }
 
 /// Plans a cart line write (`qty` 0 removes the line).
@@ -379,8 +399,10 @@ pub(crate) fn plan(op: Op, state: &State, ctx: &mut PlanCtx<'_>) -> Result<Delta
             quantity,
             customer,
         } => {
-            product_exists(state, &product)?;
             let entry = state.carts.get(&cart);
+            check_owner(entry, &cart, customer.as_deref())?;
+            product_exists(state, &product)?;
+            check_lines(entry, &product, ctx.max_cart_lines)?;
             let have = entry.and_then(|e| e.quantity(&product)).unwrap_or(0);
             let qty = have
                 .checked_add(quantity)
@@ -394,16 +416,18 @@ pub(crate) fn plan(op: Op, state: &State, ctx: &mut PlanCtx<'_>) -> Result<Delta
             quantity,
             customer,
         } => {
+            let entry = state.carts.get(&cart);
+            check_owner(entry, &cart, customer.as_deref())?;
             if quantity > MAX_LINE_QUANTITY {
                 return Err(OpError::TooLarge("cart line quantity"));
             }
-            let entry = state.carts.get(&cart);
             let have = entry.and_then(|e| e.quantity(&product));
             if quantity == 0 && have.is_none() {
                 return Err(OpError::NotInCart { cart, product });
             }
             if quantity > 0 {
                 product_exists(state, &product)?;
+                check_lines(entry, &product, ctx.max_cart_lines)?;
             }
             if have == Some(quantity) {
                 return Err(OpError::Unchanged);
@@ -416,6 +440,7 @@ pub(crate) fn plan(op: Op, state: &State, ctx: &mut PlanCtx<'_>) -> Result<Delta
             customer,
         } => {
             let entry = state.carts.get(&cart);
+            check_owner(entry, &cart, customer.as_deref())?;
             if entry.and_then(|e| e.quantity(&product)).is_none() {
                 return Err(OpError::NotInCart { cart, product });
             }
@@ -428,6 +453,27 @@ pub(crate) fn plan(op: Op, state: &State, ctx: &mut PlanCtx<'_>) -> Result<Delta
             shipping,
         } => plan_checkout(state, ctx, order, customer, items, shipping),
         Op::MoveOrder { order, to } => plan_move(state, ctx, order, to),
+        Op::ClearCart { cart } => {
+            let entry = state.carts.get(&cart).ok_or(OpError::Unchanged)?;
+            let lines: Vec<ProductId> = entry.lines().map(|(p, _)| p).collect();
+            if lines.is_empty() {
+                return Err(OpError::Unchanged);
+            }
+            let mut covers = Vec::new();
+            let mut parts = Vec::with_capacity(lines.len());
+            let mut floor = Hlc::default();
+            for product in lines {
+                covers.extend(entry.item_dots(&product));
+                floor = floor.max(entry.item_floor(&product));
+                parts.push(Part::CartLine {
+                    cart,
+                    product,
+                    qty: 0,
+                });
+            }
+            let hlc = ctx.clock.now_above(ctx.wall_ms, floor);
+            Ok(delta(ctx, hlc, covers, parts))
+        }
         Op::ReturnUnits { order } => {
             let entry = state
                 .orders

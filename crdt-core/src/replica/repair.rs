@@ -205,7 +205,7 @@ impl Replica {
         theirs: &dyn Covers,
     ) -> bool {
         let old_sku = match key {
-            Key::Product(id) => Some((*id, self.product_sku(id))),
+            Key::Product(id) => Some((*id, self.product_keys(id))),
             _ => None,
         };
         let changed = match ours {
@@ -358,7 +358,7 @@ impl Replica {
         let had = self.state.key_entry(key).is_some();
         match key {
             Key::Product(k) => {
-                let old = self.product_sku(k);
+                let old = self.product_keys(k);
                 self.state.products.modify(k, |e| *e = Default::default());
                 self.reindex_product(k, old);
             }

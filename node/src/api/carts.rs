@@ -1,5 +1,9 @@
 //! Cart endpoints. A customer token reaches only its own carts: the first
 //! write by a customer binds the cart to them, and anyone else gets 403.
+//!
+//! Ownership is checked before anything else — before the body's values,
+//! before the line's existence — so another customer's cart answers 403
+//! whatever the request, and status codes reveal nothing of its contents.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -10,6 +14,30 @@ use super::dto::{AddItem, CartPage, CartView, ListCarts, SetItem, page_limit, ta
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiQuery, Caller, path_param};
 use crate::engine::WriteError;
+
+/// 403 when a customer acts on a cart bound to another customer.
+async fn check_owner(
+    state: &AppState,
+    cart: CartId,
+    customer: Option<&str>,
+) -> Result<(), ApiError> {
+    let Some(me) = customer else { return Ok(()) };
+    let owner = state
+        .engine
+        .read(|r| {
+            r.state()
+                .carts
+                .get(&cart)
+                .and_then(|e| e.customer().map(str::to_string))
+        })
+        .await;
+    match owner {
+        Some(o) if o != me => Err(ApiError::forbidden(format!(
+            "cart {cart} belongs to another customer"
+        ))),
+        _ => Ok(()),
+    }
+}
 
 async fn cart_view(
     state: &AppState,
@@ -61,6 +89,7 @@ pub async fn add_item(
 ) -> Result<Json<CartView>, ApiError> {
     let customer = caller.customer()?;
     let cart = CartId(path_param("cartId", &id)?);
+    check_owner(&state, cart, customer.as_deref()).await?;
     if body.quantity == 0 || body.quantity > crdt_core::ops::MAX_LINE_QUANTITY {
         return Err(ApiError::field("quantity", "must be between 1 and 1000000"));
     }
@@ -91,6 +120,7 @@ pub async fn set_item(
 ) -> Result<Json<CartView>, ApiError> {
     let customer = caller.customer()?;
     let cart = CartId(path_param("cartId", &id)?);
+    check_owner(&state, cart, customer.as_deref()).await?;
     let product = ProductId(path_param("productId", &product)?);
     if body.quantity > crdt_core::ops::MAX_LINE_QUANTITY {
         return Err(ApiError::field("quantity", "must be between 0 and 1000000"));
@@ -125,6 +155,7 @@ pub async fn remove_item(
 ) -> Result<Json<CartView>, ApiError> {
     let customer = caller.customer()?;
     let cart = CartId(path_param("cartId", &id)?);
+    check_owner(&state, cart, customer.as_deref()).await?;
     let product = ProductId(path_param("productId", &product)?);
     state
         .engine

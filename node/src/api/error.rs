@@ -122,6 +122,7 @@ impl From<OpError> for ApiError {
             OpError::NothingToReturn(_) => Self::new(S::CONFLICT, "nothing_to_return", msg),
             OpError::TooLarge(_) => Self::bad_request("too_large", msg),
             OpError::Unchanged => Self::new(S::CONFLICT, "unchanged", msg),
+            OpError::CartFull(_) => Self::new(S::CONFLICT, "cart_full", msg),
         }
     }
 }

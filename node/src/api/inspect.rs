@@ -1,6 +1,11 @@
 //! Inspection endpoints: the digest tree and bucket contents of this node
 //! (what `concord inspect diff` descends), and a fan-out view of every node
 //! of `cluster.toml` for the console.
+//!
+//! Every one of them needs an admin token: a bucket holds whole entries —
+//! orders with their shipping addresses, carts with their owners — and one
+//! diff makes this node fan out requests to every node. The node's own
+//! fan-out carries a short-lived admin token minted from the cluster secret.
 
 use axum::Json;
 use axum::extract::State;
@@ -11,7 +16,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::ApiQuery;
+use super::extract::{ApiQuery, Caller};
 use crate::inspect::{self, DiffReport, NodeView};
 
 /// Query naming one node of the digest tree.
@@ -71,12 +76,14 @@ pub fn keyspace(name: &str) -> Result<KeyspaceId, ApiError> {
 }
 
 /// Children hashes of one digest-tree node of this node.
-#[utoipa::path(get, path = "/api/v1/cluster/tree", tag = "cluster", params(TreeQuery),
+#[utoipa::path(get, path = "/api/v1/cluster/tree", tag = "cluster", params(TreeQuery), security(("bearer" = [])),
     responses((status = 200, description = "Children hashes", body = TreeChildren)))]
 pub async fn tree(
     State(state): State<AppState>,
+    caller: Caller,
     ApiQuery(q): ApiQuery<TreeQuery>,
 ) -> Result<Json<TreeChildren>, ApiError> {
+    caller.admin()?;
     let ks = keyspace(&q.keyspace)?;
     if usize::from(q.level) >= DEPTH
         || u64::from(q.index) >= (FANOUT as u64).pow(u32::from(q.level))
@@ -104,12 +111,14 @@ pub async fn tree(
 }
 
 /// The keys and entries of one bucket of this node.
-#[utoipa::path(get, path = "/api/v1/cluster/bucket", tag = "cluster", params(BucketQuery),
+#[utoipa::path(get, path = "/api/v1/cluster/bucket", tag = "cluster", params(BucketQuery), security(("bearer" = [])),
     responses((status = 200, description = "Entries", body = BucketEntries)))]
 pub async fn bucket(
     State(state): State<AppState>,
+    caller: Caller,
     ApiQuery(q): ApiQuery<BucketQuery>,
 ) -> Result<Json<BucketEntries>, ApiError> {
+    caller.admin()?;
     let ks = keyspace(&q.keyspace)?;
     let entries = state
         .engine
@@ -146,12 +155,22 @@ pub struct NodesView {
 }
 
 /// Every node of `cluster.toml` as seen from here (each asked over HTTP).
-#[utoipa::path(get, path = "/api/v1/cluster/nodes", tag = "cluster",
+#[utoipa::path(get, path = "/api/v1/cluster/nodes", tag = "cluster", security(("bearer" = [])),
     responses((status = 200, description = "All nodes", body = NodesView)))]
-pub async fn nodes(State(state): State<AppState>) -> Json<NodesView> {
-    let nodes = inspect::gather(&state.config, std::time::Duration::from_millis(800)).await;
+pub async fn nodes(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<NodesView>, ApiError> {
+    caller.admin()?;
+    let token = state.tokens.internal_admin(state.engine.id().as_str());
+    let nodes = inspect::gather(
+        &state.config,
+        std::time::Duration::from_millis(800),
+        Some(&token),
+    )
+    .await;
     let converged = inspect::converged(&nodes);
-    Json(NodesView { nodes, converged })
+    Ok(Json(NodesView { nodes, converged }))
 }
 
 /// Query of the diff endpoint.
@@ -166,14 +185,16 @@ pub struct DiffQuery {
 }
 
 /// Where two nodes differ: ranges, then keys, then both values.
-#[utoipa::path(get, path = "/api/v1/cluster/diff", tag = "cluster", params(DiffQuery),
+#[utoipa::path(get, path = "/api/v1/cluster/diff", tag = "cluster", params(DiffQuery), security(("bearer" = [])),
     responses((status = 200, description = "The difference", body = DiffReport),
         (status = 404, description = "Unknown node", body = super::error::ErrorBody),
         (status = 503, description = "A node is unreachable", body = super::error::ErrorBody)))]
 pub async fn diff(
     State(state): State<AppState>,
+    caller: Caller,
     ApiQuery(q): ApiQuery<DiffQuery>,
 ) -> Result<Json<DiffReport>, ApiError> {
+    caller.admin()?;
     let find = |id: &str| {
         state
             .config
@@ -188,7 +209,8 @@ pub async fn diff(
             })
     };
     let (a, b) = (find(&q.a)?, find(&q.b)?);
-    inspect::diff(a, b)
+    let token = state.tokens.internal_admin(state.engine.id().as_str());
+    inspect::diff(a, b, &token)
         .await
         .map(Json)
         .map_err(|e| ApiError::unavailable("node_unreachable", e.to_string()))

@@ -52,14 +52,14 @@ pub struct Services {
     pub metrics: PrometheusHandle,
     /// Server-sent events.
     pub events: Arc<crate::events::EventHub>,
+    /// Rate limits (pruned by the node's housekeeping).
+    pub limiter: Arc<middleware::Limits>,
 }
 
 /// The parts of [`AppState`]: the services, and what the router adds.
 pub struct AppInner {
     /// The node's services (reached through `Deref`).
     pub services: Services,
-    /// Per-IP rate limit.
-    pub limiter: middleware::RateLimiter,
     /// Request metrics handles.
     pub request_metrics: middleware::RequestMetrics,
     /// The OpenAPI document, rendered once.
@@ -197,13 +197,8 @@ pub fn router(services: Services, extra: Router<AppState>) -> Router {
     CommonResponses.modify(&mut api);
     let openapi = api.to_pretty_json().unwrap_or_else(|_| "{}".into());
     let max_body = services.config.http.max_body_bytes;
-    let limiter = middleware::RateLimiter::new(
-        services.config.http.rate_limit_per_sec,
-        services.config.http.rate_limit_burst,
-    );
     let state = AppState(Arc::new(AppInner {
         services,
-        limiter,
         request_metrics: middleware::RequestMetrics::default(),
         openapi,
     }));

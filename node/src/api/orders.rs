@@ -27,10 +27,13 @@ async fn order_view(state: &AppState, id: OrderId, caller: &Caller) -> Result<Or
         })
         .await
         .ok_or_else(|| ApiError::not_found("order_not_found", format!("order {id} not found")))?;
+    // Another customer's order is as unknown to this caller as a missing
+    // one: the answer reveals nothing of whether it exists.
     match customer {
-        Some(c) if c != view.customer_id => Err(ApiError::forbidden(format!(
-            "order {id} belongs to another customer"
-        ))),
+        Some(c) if c != view.customer_id => Err(ApiError::not_found(
+            "order_not_found",
+            format!("order {id} not found"),
+        )),
         _ => Ok(view),
     }
 }
@@ -49,10 +52,7 @@ pub async fn checkout(
     ApiJson(body): ApiJson<Checkout>,
 ) -> Result<(StatusCode, Json<OrderView>), ApiError> {
     let claims = caller.any()?;
-    let customer = body.customer_id.trim().to_string();
-    if customer.is_empty() || customer.chars().count() > 100 {
-        return Err(ApiError::field("customerId", "must be 1–100 characters"));
-    }
+    let customer = super::dto::text("customerId", &body.customer_id, 100, false)?;
     if claims.role == Role::Customer && claims.sub != customer {
         return Err(ApiError::forbidden(
             "a customer token can only place its own orders",
@@ -84,6 +84,17 @@ pub async fn checkout(
         }
     };
     let shipping = body.shipping_address.validate()?;
+    let max_open = state.config.limits.max_open_orders_per_customer;
+    let open = state.engine.peek(|r| r.open_orders_of(&customer));
+    if open >= max_open {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "too_many_open_orders",
+            format!(
+                "{customer} has {open} unpaid orders open, the most allowed: pay or cancel one first"
+            ),
+        ));
+    }
     let order = OrderId(Uuid::now_v7());
     let op = Op::Checkout {
         order,
@@ -145,7 +156,8 @@ pub async fn get_order(
     Ok(Json(order_view(&state, id, &caller).await?))
 }
 
-/// A page of orders, newest last; customers see only their own.
+/// A page of orders, oldest first (ids are time-ordered); customers see
+/// only their own.
 #[utoipa::path(get, path = "/api/v1/orders", tag = "orders", params(ListOrders), security(("bearer" = [])),
     responses((status = 200, description = "A page of orders", body = OrderPage)))]
 pub async fn list_orders(
@@ -177,13 +189,16 @@ pub async fn list_orders(
     let page = state
         .engine
         .read(|r| {
+            // From the customer or status index, in id (time) order: a page
+            // costs O(page), never a scan of every order.
             let matching = r
-                .state()
-                .orders
-                .iter_after(cursor.as_ref())
-                .filter(|(_, e)| status.is_none_or(|s| s == e.status.0))
-                .filter_map(|(id, e)| OrderView::new(id.0, e))
-                .filter(|v| who.as_deref().is_none_or(|c| c == v.customer_id));
+                .orders_after(who.as_deref(), status, cursor.as_ref())
+                .filter_map(|id| {
+                    r.state()
+                        .orders
+                        .get(&id)
+                        .and_then(|e| OrderView::new(id.0, e))
+                });
             let (items, next_cursor) = take_page(matching, limit, |v| v.id);
             OrderPage { items, next_cursor }
         })

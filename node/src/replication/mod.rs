@@ -218,6 +218,7 @@ impl Cluster {
         drop(d);
         self.hub.publish(
             "divergence",
+            crate::events::Audience::Admin,
             serde_json::json!({"peer": peer.to_string(), "changed": keys.len()}),
         );
     }
@@ -234,6 +235,7 @@ impl Cluster {
     async fn peer_changed(&self, peer: &Peer, alive: bool) {
         self.hub.publish(
             "peer",
+            crate::events::Audience::Admin,
             serde_json::json!({"id": peer.id.to_string(), "alive": alive}),
         );
         self.convergence_changed().await;
@@ -261,7 +263,7 @@ impl Cluster {
             .unwrap_or_else(|p| p.into_inner());
         if *last != Some(all) {
             *last = Some(all);
-            self.hub.publish("convergence", serde_json::json!({"converged": all, "digest": crate::api::system::hex(&ours), "peers": peers}));
+            self.hub.publish("convergence", crate::events::Audience::Admin, serde_json::json!({"converged": all, "digest": crate::api::system::hex(&ours), "peers": peers}));
         }
     }
 
@@ -426,7 +428,8 @@ impl Cluster {
                 }
                 Ok(None) => return,
                 Ok(Some(other)) => {
-                    tracing::warn!(peer = %peer.id, msg = ?other, "unexpected message on a push stream");
+                    // Named in short: a hostile peer cannot fill the log.
+                    tracing::warn!(peer = %peer.id, msg = %wire::WireError::unexpected(&other), "unexpected message on a push stream");
                     return;
                 }
                 Err(e) => {

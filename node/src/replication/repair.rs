@@ -37,6 +37,10 @@ use crate::metrics as m;
 pub const MAX_DESCEND: usize = 4 * FANOUT * FANOUT * FANOUT;
 /// Bytes of entries per repair chunk (approximate).
 const SNAPSHOT_CHUNK: usize = 2 << 20;
+/// Most bytes of snapshot a node accepts in one repair: the full state of a
+/// store this size is a bigger problem than a repair can solve, and a peer
+/// cannot make us hold more.
+pub const MAX_SNAPSHOT_BYTES: usize = 4 << 30;
 /// Bytes of newer deltas a divergence repair carries at most.
 const NEWER_BYTES: usize = 4 << 20;
 /// Shortest time between two repairs a peer's invitations start.
@@ -87,8 +91,19 @@ pub async fn repair(
     };
     wire::write_msg(&mut send, &start).await?;
     let mut entries: Vec<KeyEntry> = Vec::new();
+    let mut received = 0usize;
     loop {
-        match wire::expect_msg(&mut recv, STEP * 3).await? {
+        let (msg, size) = match tokio::time::timeout(STEP * 3, wire::read_frame(&mut recv)).await {
+            Err(_) => return Err(WireError::Timeout),
+            Ok(Ok(Some(m))) => m,
+            Ok(Ok(None)) => return Err(WireError::Stream("the stream ended".into())),
+            Ok(Err(e)) => return Err(e),
+        };
+        received += size;
+        if received > MAX_SNAPSHOT_BYTES {
+            return Err(WireError::TooLarge(received));
+        }
+        match msg {
             Msg::Descend { nodes } => {
                 if nodes.len() > MAX_DESCEND {
                     return Err(WireError::Unexpected(format!(

@@ -27,8 +27,8 @@ pub enum TlsError {
     /// rustls refused the material.
     #[error("TLS setup: {0}")]
     Rustls(#[from] rustls::Error),
-    /// The client verifier could not be built.
-    #[error("TLS client verifier: {0}")]
+    /// A verifier could not be built (a malformed revocation list, say).
+    #[error("TLS verifier: {0}")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
     /// QUIC refused the rustls configuration.
     #[error("QUIC crypto: {0}")]
@@ -52,9 +52,18 @@ pub fn quinn_configs(
     tls: &NodeTls,
 ) -> Result<(quinn::ServerConfig, quinn::ClientConfig), TlsError> {
     let p = provider();
+    // Both directions check the cluster's revocation list: a revoked
+    // node's certificate fails the handshake whether it dials or accepts.
     let verifier =
         WebPkiClientVerifier::builder_with_provider(Arc::new(roots(&tls.ca)?), p.clone())
+            .with_crls(tls.crls.clone())
             .build()?;
+    let server_verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots(&tls.ca)?),
+        p.clone(),
+    )
+    .with_crls(tls.crls.clone())
+    .build()?;
     let mut server = rustls::ServerConfig::builder_with_provider(p.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
@@ -62,7 +71,7 @@ pub fn quinn_configs(
     server.alpn_protocols = vec![ALPN.to_vec()];
     let mut client = rustls::ClientConfig::builder_with_provider(p)
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(roots(&tls.ca)?)
+        .with_webpki_verifier(server_verifier)
         .with_client_auth_cert(tls.chain.clone(), tls.key.clone_key())?;
     client.alpn_protocols = vec![ALPN.to_vec()];
 
@@ -84,8 +93,13 @@ fn transport() -> quinn::TransportConfig {
     if let Ok(idle) = quinn::IdleTimeout::try_from(std::time::Duration::from_millis(5_000)) {
         t.max_idle_timeout(Some(idle));
     }
-    t.max_concurrent_uni_streams(1_024u32.into());
-    t.max_concurrent_bidi_streams(256u32.into());
+    // Every stream is a task and a buffer here: a peer may keep only so
+    // many open (pushes are sent one at a time per link; requests are few).
+    t.max_concurrent_uni_streams(64u32.into());
+    t.max_concurrent_bidi_streams(64u32.into());
+    // What a peer may have in flight to us, unread: per stream and in all.
+    t.stream_receive_window((4u32 << 20).into());
+    t.receive_window((16u32 << 20).into());
     t
 }
 

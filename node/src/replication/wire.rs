@@ -16,8 +16,12 @@ use serde::{Deserialize, Serialize};
 /// receiver's vector, a divergence repair carries the sender's newer deltas,
 /// and rights replies stream what the asker lacks before the grant.
 pub const PROTOCOL_VERSION: u16 = 2;
-/// Largest frame accepted, bytes.
-pub const MAX_FRAME: usize = 64 << 20;
+/// Largest frame accepted, bytes (the largest a node sends is a 2 MiB
+/// repair chunk; deltas go in chunks of 1 MiB).
+pub const MAX_FRAME: usize = 16 << 20;
+/// A frame's buffer grows by at most this much per read, so a length prefix
+/// alone never makes a node allocate: memory follows the bytes that arrive.
+const READ_STEP: usize = 64 << 10;
 
 /// A node of a digest tree: keyspace, level, index.
 pub type TreeNode = (KeyspaceId, u8, u32);
@@ -213,6 +217,13 @@ pub async fn write_msg(send: &mut quinn::SendStream, msg: &Msg) -> Result<usize,
 
 /// Reads one message; `Ok(None)` at a clean end of stream.
 pub async fn read_msg(recv: &mut quinn::RecvStream) -> Result<Option<Msg>, WireError> {
+    Ok(read_frame(recv).await?.map(|(m, _)| m))
+}
+
+/// Reads one message and the size of its frame; `Ok(None)` at a clean end
+/// of stream. The buffer grows as bytes arrive ([`READ_STEP`] at a time), up
+/// to [`MAX_FRAME`].
+pub async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Option<(Msg, usize)>, WireError> {
     let mut len = [0u8; 4];
     match recv.read_exact(&mut len).await {
         Ok(()) => {}
@@ -223,11 +234,16 @@ pub async fn read_msg(recv: &mut quinn::RecvStream) -> Result<Option<Msg>, WireE
     if n > MAX_FRAME {
         return Err(WireError::TooLarge(n));
     }
-    let mut buf = vec![0u8; n];
-    recv.read_exact(&mut buf)
-        .await
-        .map_err(|e| WireError::Stream(e.to_string()))?;
-    Ok(Some(codec::decode::<Msg>(&buf)?))
+    let mut buf = Vec::with_capacity(n.min(READ_STEP));
+    while buf.len() < n {
+        let want = (n - buf.len()).min(READ_STEP);
+        let start = buf.len();
+        buf.resize(start + want, 0);
+        recv.read_exact(&mut buf[start..])
+            .await
+            .map_err(|e| WireError::Stream(e.to_string()))?;
+    }
+    Ok(Some((codec::decode::<Msg>(&buf)?, 4 + n)))
 }
 
 /// Reads one message within `timeout`; an end of stream is an error here.

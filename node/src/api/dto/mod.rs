@@ -97,7 +97,22 @@ pub(crate) fn text(
             "must not contain control characters",
         ));
     }
+    if t.chars().any(deceptive) {
+        return Err(ApiError::field(
+            field,
+            "must not contain bidirectional overrides or invisible characters",
+        ));
+    }
     Ok(t.to_string())
+}
+
+/// Characters that make text display as something else: bidirectional
+/// embeddings, overrides and isolates (the "Trojan Source" characters),
+/// zero-width spaces and joiners, and the byte-order mark.
+fn deceptive(c: char) -> bool {
+    matches!(c,
+        '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{2069}' | '\u{FEFF}' | '\u{061C}')
 }
 
 /// Checks a SKU: 1–64 of `A-Z a-z 0-9 . _ -`.
