@@ -10,4 +10,5 @@ mod durability;
 mod replication;
 mod search;
 mod security;
+mod security_peers;
 mod self_repair;

@@ -26,6 +26,14 @@ pub fn serial_of(pem: &[u8]) -> Option<Vec<u8>> {
     Some(cert.tbs_certificate.raw_serial().to_vec())
 }
 
+/// Whole days until a PEM certificate expires (negative once expired).
+pub fn days_left(pem: &[u8]) -> Option<i64> {
+    let der = CertificateDer::from_pem_slice(pem).ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    let end = cert.validity().not_after.timestamp();
+    Some((end - crate::clock::now_secs() as i64).div_euclid(86_400))
+}
+
 fn parse_hex(t: &str) -> Option<Vec<u8>> {
     (0..t.len())
         .step_by(2)

@@ -255,7 +255,16 @@ pub async fn dial(
     let conn = tokio::time::timeout(HELLO_TIMEOUT, connecting)
         .await
         .map_err(|_| "handshake timed out".to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| {
+            let e = e.to_string();
+            // The peer's certificate failed our checks (another CA,
+            // revoked, expired, another name): a security event.
+            if e.contains("certificate") {
+                tracing::warn!(%peer, %addr, error = %e, "refused a peer's certificate");
+                ::metrics::counter!(m::PEER_REFUSED, "reason" => "tls").increment(1);
+            }
+            e
+        })?;
     let step = async {
         let (mut send, mut recv) = conn
             .open_bi()

@@ -95,8 +95,8 @@ fn transport() -> quinn::TransportConfig {
     }
     // Every stream is a task and a buffer here: a peer may keep only so
     // many open (pushes are sent one at a time per link; requests are few).
-    t.max_concurrent_uni_streams(64u32.into());
-    t.max_concurrent_bidi_streams(64u32.into());
+    t.max_concurrent_uni_streams(32u32.into());
+    t.max_concurrent_bidi_streams(32u32.into());
     // What a peer may have in flight to us, unread: per stream and in all.
     t.stream_receive_window((4u32 << 20).into());
     t.receive_window((16u32 << 20).into());

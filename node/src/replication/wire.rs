@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 pub const PROTOCOL_VERSION: u16 = 2;
 /// Largest frame accepted, bytes (the largest a node sends is a 2 MiB
 /// repair chunk; deltas go in chunks of 1 MiB).
-pub const MAX_FRAME: usize = 16 << 20;
+pub const MAX_FRAME: usize = 8 << 20;
 /// A frame's buffer grows by at most this much per read, so a length prefix
 /// alone never makes a node allocate: memory follows the bytes that arrive.
 const READ_STEP: usize = 64 << 10;
