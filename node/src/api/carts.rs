@@ -80,7 +80,8 @@ pub async fn get_cart(
     params(("cartId" = Uuid, Path, description = "Cart id")), security(("bearer" = [])),
     responses((status = 200, description = "The cart after the change", body = CartView),
         (status = 403, description = "Another customer's cart", body = ErrorBody),
-        (status = 404, description = "No such product", body = ErrorBody)))]
+        (status = 404, description = "No such product", body = ErrorBody),
+        (status = 409, description = "The cart holds as many lines as allowed (`cart_full`)", body = ErrorBody)))]
 pub async fn add_item(
     State(state): State<AppState>,
     caller: Caller,
@@ -111,7 +112,8 @@ pub async fn add_item(
     security(("bearer" = [])),
     responses((status = 200, description = "The cart after the change", body = CartView),
         (status = 403, description = "Another customer's cart", body = ErrorBody),
-        (status = 404, description = "No such product or line", body = ErrorBody)))]
+        (status = 404, description = "No such product or line", body = ErrorBody),
+        (status = 409, description = "The cart holds as many lines as allowed (`cart_full`)", body = ErrorBody)))]
 pub async fn set_item(
     State(state): State<AppState>,
     caller: Caller,

@@ -143,9 +143,11 @@ impl Modify for CommonResponses {
                         .or_insert_with(|| error_response(d));
                 };
                 add("400", "Malformed request: the message names the field");
-                add("429", "Too many requests from this address");
+                add("429", "Too many requests (per address, token or route)");
+                add("503", "The request took longer than the node allows (`timeout`), or a peer it needs is unreachable");
+                // Any route refuses a token that does not check out.
+                add("401", "Missing, invalid or expired token");
                 if secured {
-                    add("401", "Missing, invalid or expired token");
                     add("403", "The token's role or customer may not do this");
                 }
                 if op.request_body.is_some() {
