@@ -144,7 +144,10 @@ impl Modify for CommonResponses {
                 };
                 add("400", "Malformed request: the message names the field");
                 add("429", "Too many requests (per address, token or route)");
-                add("503", "The request took longer than the node allows (`timeout`), or a peer it needs is unreachable");
+                add(
+                    "503",
+                    "The request took longer than the node allows (`timeout`), or a peer it needs is unreachable",
+                );
                 // Any route refuses a token that does not check out.
                 add("401", "Missing, invalid or expired token");
                 if secured {

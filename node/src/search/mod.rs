@@ -9,27 +9,26 @@
 //! the snapshot when it matches the catalog's digest, or rebuilds from the
 //! store. `/ready` waits for that.
 
+mod indexer;
+mod snapshot;
+
+pub use indexer::run_indexer;
+use snapshot::version_of;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
+use crdt_core::ProductId;
 use crdt_core::catalog::ProductRecord;
-use crdt_core::codec::{self, Kind};
-use crdt_core::{Key, ProductId};
-use serde::{Deserialize, Serialize};
 use simd_search::{
     Bm25Index, Embedder, Filter, HashingEmbedder, Hnsw, HnswParams, Metric, RRF_C, SearchOptions,
     rrf_fuse,
 };
-use tokio::sync::broadcast::error::RecvError;
 
-use crate::engine::{Engine, Event};
+use crate::engine::Engine;
 use crate::metrics as m;
-use crate::shutdown::Shutdown;
-
-/// Revision of the snapshot file's body.
-const SNAPSHOT_REVISION: u8 = 1;
 
 /// One search hit.
 #[derive(Clone, Debug, PartialEq)]
@@ -108,29 +107,6 @@ impl Inner {
             j.push(Change::Delete(label));
         }
     }
-}
-
-#[derive(Serialize, Deserialize)]
-struct Snapshot {
-    docs: Vec<(ProductId, u64, u64)>,
-    categories: Vec<(String, u32)>,
-    next_label: u64,
-    hnsw: Vec<u8>,
-}
-
-/// A fingerprint of what search indexes of a product.
-fn version_of(r: &ProductRecord) -> u64 {
-    let mut h = blake3::Hasher::new();
-    h.update(r.search_text().as_bytes());
-    h.update(&[0]);
-    h.update(r.category.value.as_bytes());
-    if let Some(e) = &r.embedding.value {
-        for x in &e.0 {
-            h.update(&x.to_le_bytes());
-        }
-    }
-    let b = h.finalize();
-    u64::from_le_bytes(b.as_bytes()[..8].try_into().unwrap_or([0; 8]))
 }
 
 /// The node's search index.
@@ -402,210 +378,6 @@ impl SearchIndex {
     /// Whether no product is indexed.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// Loads the snapshot (if there is a readable one), then checks it
-    /// product by product against `replica` — re-indexing what changed since,
-    /// dropping what is gone — and marks the index ready. Without a snapshot
-    /// this is a full rebuild, with progress in the log.
-    pub fn load_or_rebuild(&self, engine: &Engine) {
-        let loaded = self.load_snapshot();
-        // Read the catalog in small chunks, so writers never wait long on a
-        // rebuild; changes made meanwhile reach the indexer as events, which
-        // it applies once this is done.
-        let ids: Vec<ProductId> =
-            engine.peek(|r| r.state().products.iter().map(|(k, _)| *k).collect());
-        let total = ids.len();
-        tracing::info!(
-            products = total,
-            snapshot = loaded,
-            "bringing the search index in line with the store"
-        );
-        let (mut reindexed, mut done) = (0usize, 0usize);
-        let mut next_report = total / 10;
-        for chunk in ids.chunks(256) {
-            let records: Vec<(ProductId, ProductRecord)> = engine.peek(|r| {
-                chunk
-                    .iter()
-                    .filter_map(|id| r.product(id).map(|p| (*id, p)))
-                    .collect()
-            });
-            for (id, r) in records {
-                let current = {
-                    let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
-                    g.labels.get(&id).and_then(|l| g.versions.get(l)).copied()
-                };
-                if current == Some(version_of(&r)) {
-                    // The graph is right; the lexical index is not saved.
-                    let mut g = self.lock();
-                    if let Some(&label) = g.labels.get(&id) {
-                        let cat = g.hnsw.category(label).unwrap_or(0);
-                        g.bm25.add(label, &r.search_text());
-                        g.set_sku(label, &r.sku.value);
-                        g.product_category.insert(label, cat);
-                    }
-                } else {
-                    self.upsert(id, &r);
-                    reindexed += 1;
-                }
-                done += 1;
-                if total >= 1_000 && done >= next_report {
-                    tracing::info!(done, total, "search index progress");
-                    next_report += total / 10;
-                }
-            }
-        }
-        let live: std::collections::HashSet<ProductId> = ids.into_iter().collect();
-        let stale: Vec<ProductId> = {
-            let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
-            g.labels
-                .keys()
-                .filter(|p| !live.contains(p))
-                .copied()
-                .collect()
-        };
-        stale.iter().for_each(|id| self.remove(id));
-        tracing::info!(
-            products = done,
-            reindexed,
-            removed = stale.len(),
-            "search index ready"
-        );
-        ::metrics::gauge!(m::SEARCH_DOCS).set(self.len() as f64);
-        self.ready.store(true, Ordering::Release);
-        self.became_ready.notify_waiters();
-    }
-
-    fn load_snapshot(&self) -> bool {
-        let Ok(bytes) = std::fs::read(&self.snapshot_path) else {
-            return false;
-        };
-        let body = match codec::open(Kind::SEARCH_INDEX, SNAPSHOT_REVISION, &bytes) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(error = %e, "ignoring an unreadable search snapshot");
-                return false;
-            }
-        };
-        let snap: Snapshot = match postcard::from_bytes(body) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "ignoring a malformed search snapshot");
-                return false;
-            }
-        };
-        let hnsw = match Hnsw::from_bytes(&snap.hnsw) {
-            Ok(h) if h.dim() == self.dim => h,
-            Ok(_) => return false,
-            Err(e) => {
-                tracing::warn!(error = %e, "ignoring a corrupt search snapshot");
-                return false;
-            }
-        };
-        let mut g = self.lock();
-        g.hnsw = hnsw;
-        g.labels = snap.docs.iter().map(|(p, l, _)| (*p, *l)).collect();
-        g.ids = snap.docs.iter().map(|(p, l, _)| (*l, *p)).collect();
-        g.versions = snap.docs.iter().map(|(_, l, v)| (*l, *v)).collect();
-        g.categories = snap.categories.into_iter().collect();
-        g.next_label = snap.next_label;
-        true
-    }
-
-    /// Saves the HNSW graph and label maps beside the store. Written to a
-    /// temporary file and renamed, so a crash never leaves half a snapshot;
-    /// a snapshot that lags the catalog is fixed at load time.
-    pub fn save_snapshot(&self) -> std::io::Result<()> {
-        let body = {
-            let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
-            let snap = Snapshot {
-                docs: g
-                    .labels
-                    .iter()
-                    .map(|(p, l)| (*p, *l, g.versions.get(l).copied().unwrap_or(0)))
-                    .collect(),
-                categories: g.categories.iter().map(|(c, i)| (c.clone(), *i)).collect(),
-                next_label: g.next_label,
-                hnsw: g.hnsw.to_bytes(),
-            };
-            postcard::to_allocvec(&snap).map_err(std::io::Error::other)?
-        };
-        let bytes = codec::seal(Kind::SEARCH_INDEX, SNAPSHOT_REVISION, &body);
-        let tmp = self.snapshot_path.with_extension("tmp");
-        std::fs::write(&tmp, &bytes)?;
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, &self.snapshot_path)
-    }
-}
-
-/// Keeps the index in step with the engine's published changes; saves a
-/// snapshot now and then and at shutdown.
-pub async fn run_indexer(index: Arc<SearchIndex>, engine: Arc<Engine>, shutdown: Shutdown) {
-    let mut rx = engine.subscribe();
-    // Changes made while the index loads wait in the channel until it is
-    // ready; then the indexer starts at once (a `Notified` made before the
-    // check receives a wake-up sent after it).
-    loop {
-        let ready = index.became_ready.notified();
-        if index.is_ready() {
-            break;
-        }
-        tokio::select! {
-            _ = ready => {}
-            _ = shutdown.wait() => return,
-        }
-    }
-    let mut dirty = false;
-    let mut save_tick = tokio::time::interval(std::time::Duration::from_secs(30));
-    save_tick.tick().await;
-    let mut compact_tick = tokio::time::interval(std::time::Duration::from_secs(2));
-    loop {
-        tokio::select! {
-            ev = rx.recv() => match ev {
-                Ok(Event::Applied(a, _)) => {
-                    let ids: Vec<ProductId> = a.changed.iter().filter_map(|k| match k { Key::Product(p) => Some(*p), _ => None }).collect();
-                    index.sync_products(&engine, &ids);
-                    dirty |= !ids.is_empty();
-                }
-                Ok(Event::Repaired(keys)) => {
-                    let ids: Vec<ProductId> = keys.iter().filter_map(|k| match k { Key::Product(p) => Some(*p), _ => None }).collect();
-                    index.sync_products(&engine, &ids);
-                    dirty |= !ids.is_empty();
-                }
-                Err(RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "search indexer fell behind: resynchronising every product");
-                    let mut ids: Vec<ProductId> = engine.peek(|r| r.state().products.iter().map(|(k, _)| *k).collect());
-                    {
-                        // Indexed products the replica no longer holds are removed too.
-                        let g = index.inner.read().unwrap_or_else(|p| p.into_inner());
-                        ids.extend(g.labels.keys().copied());
-                    }
-                    ids.sort_unstable();
-                    ids.dedup();
-                    index.sync_products(&engine, &ids);
-                    dirty = true;
-                }
-                Err(RecvError::Closed) => break,
-            },
-            _ = compact_tick.tick() => {
-                if index.needs_compaction() {
-                    let ix = index.clone();
-                    tokio::task::spawn_blocking(move || ix.compact());
-                }
-            }
-            _ = save_tick.tick() => {
-                if dirty {
-                    if let Err(e) = index.save_snapshot() {
-                        tracing::warn!(error = %e, "could not save the search snapshot");
-                    }
-                    dirty = false;
-                }
-            }
-            _ = shutdown.wait() => break,
-        }
-    }
-    if let Err(e) = index.save_snapshot() {
-        tracing::warn!(error = %e, "could not save the search snapshot at shutdown");
     }
 }
 
