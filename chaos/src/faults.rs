@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::checkers::durability::Observation;
-use crate::checkers::frontier;
+use crate::checkers::{bounded, frontier};
 use crate::disks::Strace;
 use crate::history::{History, Kind, Op, ops};
+use crate::hostile::Slowloris;
 use crate::nemesis::{Action, Cut, Fault};
 use crate::procs::ProcessCluster;
 use crate::proxy::LinkFault;
@@ -33,6 +34,10 @@ pub struct Nemesis {
     pub(crate) kill_times: BTreeMap<usize, f64>,
     /// `strace` slowing a node's syncs, by node.
     pub(crate) slow: BTreeMap<usize, Strace>,
+    /// Slowloris attacks in progress, by node, with their start.
+    pub(crate) hostile: BTreeMap<usize, (Slowloris, Instant)>,
+    /// Each hostile window, as observed.
+    pub(crate) hostile_windows: Vec<bounded::Observation>,
 }
 
 impl Nemesis {
@@ -117,6 +122,13 @@ impl Nemesis {
                     Err(e) => return format!(" (skipped: {e:#})"),
                 }
             }
+            Action::Hostile(i) => {
+                if self.killed.contains(i) || self.paused.contains(i) {
+                    return " (skipped: the node is down or paused)".into();
+                }
+                let attack = Slowloris::start(self.c.nodes[*i].http);
+                self.hostile.insert(*i, (attack, Instant::now()));
+            }
             Action::PowerCut(i) => {
                 if self.killed.contains(i) || !self.c.on_lazyfs(*i) {
                     return " (skipped: the node is down or not on the power-cut filesystem)"
@@ -175,7 +187,34 @@ impl Nemesis {
                 self.restart_isolated(*i).await;
             }
             Action::PowerCut(i) => self.restart_isolated(*i).await,
+            Action::Hostile(i) => self.end_hostile(*i).await,
         }
+    }
+
+    /// Probes the attacked node from the workload's address while the
+    /// attack still holds its connections, then stops the attack.
+    async fn end_hostile(&mut self, i: usize) {
+        let Some((attack, since)) = self.hostile.remove(&i) else {
+            return;
+        };
+        let skipped = if self.killed.contains(&i) {
+            Some("the node was killed during the window".to_string())
+        } else if self.paused.contains(&i) {
+            Some("the node was paused during the window".to_string())
+        } else {
+            None
+        };
+        let (probe_ok, probe_ms) = crate::hostile::probe(&self.c.anonymous(i)).await;
+        let window_ms = since.elapsed().as_millis() as u64;
+        let stats = attack.stop().await;
+        self.hostile_windows.push(bounded::Observation {
+            node: self.ids[i].clone(),
+            window_ms,
+            attack: stats,
+            probe_ok,
+            probe_ms,
+            skipped,
+        });
     }
 
     /// Restarts a killed node cut off from its peers, checks that it still
@@ -250,6 +289,9 @@ impl Nemesis {
     pub async fn heal_all(&mut self) {
         for (_, s) in std::mem::take(&mut self.slow) {
             let _ = s.stop();
+        }
+        for (_, (attack, _)) in std::mem::take(&mut self.hostile) {
+            let _ = attack.stop().await;
         }
         self.cuts.clear();
         self.net = None;

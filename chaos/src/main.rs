@@ -35,7 +35,7 @@ struct Args {
     #[arg(long)]
     soak: bool,
     /// Fault kinds (comma-separated): partition, loss, duplicate, delay, kill, pause, skew, wipe,
-    /// slow-disk, power-cut, or all.
+    /// slow-disk, power-cut, hostile, or all.
     #[arg(long, default_value = "all")]
     nemesis: String,
     /// Client processes.

@@ -7,7 +7,9 @@
 //! SIGCONT; clock skew through the node's test hook; wiping a stopped
 //! node's store (it must resync); a slow disk (every sync of one node delayed
 //! by 100–300 ms, then `kill -9` while writes wait on it); and a power cut
-//! (the node on the power-cut filesystem loses everything it never synced). The schedule alternates fault windows with
+//! (the node on the power-cut filesystem loses everything it never synced);
+//! and a hostile client (slowloris from a second address, see
+//! [`crate::hostile`]). The schedule alternates fault windows with
 //! quiet gaps, sometimes two faults at once (a network fault and a process
 //! fault), and the same seed always gives the same schedule.
 
@@ -43,6 +45,8 @@ pub enum FaultKind {
     /// The power-cut node loses what it never synced.
     #[serde(rename = "power-cut")]
     PowerCut,
+    /// A slowloris client on another address holds what it can of a node.
+    Hostile,
 }
 
 /// Which links a partition cuts.
@@ -73,6 +77,8 @@ pub enum Action {
     SlowDisk(usize, u64),
     /// Cut node i's power (it must be on the power-cut filesystem).
     PowerCut(usize),
+    /// Attack node i's HTTP port with slowloris connections.
+    Hostile(usize),
 }
 
 /// One fault window.
@@ -324,6 +330,10 @@ fn make(kind: FaultKind, start_ms: u64, dur_ms: u64, ids: &[String], rng: &mut S
                 format!("power cut on {} (unsynced writes lost)", ids[victim]),
             )
         }
+        FaultKind::Hostile => (
+            Action::Hostile(node),
+            format!("slowloris from 127.0.0.2 on {}", ids[node]),
+        ),
     };
     Fault {
         start_ms,
@@ -335,7 +345,7 @@ fn make(kind: FaultKind, start_ms: u64, dur_ms: u64, ids: &[String], rng: &mut S
 }
 
 /// Every fault kind.
-pub const ALL: [FaultKind; 10] = [
+pub const ALL: [FaultKind; 11] = [
     FaultKind::Partition,
     FaultKind::Kill,
     FaultKind::PowerCut,
@@ -346,6 +356,7 @@ pub const ALL: [FaultKind; 10] = [
     FaultKind::Skew,
     FaultKind::Delay,
     FaultKind::Wipe,
+    FaultKind::Hostile,
 ];
 
 #[cfg(test)]

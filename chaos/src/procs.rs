@@ -25,7 +25,8 @@ pub struct Spec {
     pub nodes: usize,
     /// Put a fault proxy in front of each gossip port.
     pub proxies: bool,
-    /// Extra TOML appended to `cluster.toml` (`[http]`, `[replication]`).
+    /// Extra TOML appended to `cluster.toml` (`[http]`, `[replication]`);
+    /// `$CONCORD_EXTRA_TOML`, when set, replaces it.
     pub extra_toml: String,
     /// Environment for every node process (say `CONCORD_CLOCK_SKEW_MS`).
     pub env: Vec<(String, String)>,
@@ -160,7 +161,13 @@ impl ProcessCluster {
                 env: spec.env.clone(),
             });
         }
-        toml.push_str(&spec.extra_toml);
+        // `$CONCORD_EXTRA_TOML` replaces the extra TOML, to run the harness
+        // against nodes configured differently (or an older build that does
+        // not know today's keys, with `$CONCORD_BIN`).
+        match std::env::var("CONCORD_EXTRA_TOML") {
+            Ok(extra) => toml.push_str(&extra),
+            Err(_) => toml.push_str(&spec.extra_toml),
+        }
         let config = dir.join("cluster.toml");
         std::fs::write(&config, toml)?;
         let out = Command::new(&bin)

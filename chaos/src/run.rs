@@ -52,6 +52,9 @@ pub struct Outcome {
     pub summary: String,
 }
 
+/// The nodes' header timeout in a chaos run, ms.
+const HEADER_TIMEOUT_MS: u64 = 2_000;
+
 /// Runs a chaos test.
 pub async fn run(o: Options) -> anyhow::Result<Outcome> {
     let started_at = concord_node::clock::rfc3339(concord_node::clock::now_ms());
@@ -73,6 +76,15 @@ pub async fn run(o: Options) -> anyhow::Result<Outcome> {
         nodes: o.nodes,
         proxies: true,
         env: vec![("CONCORD_TEST_HOOKS".into(), "1".into())],
+        // A short header timeout, so a hostile window outlasts it and the
+        // `bounded` checker can see attacker connections reaped. Eight
+        // clients share 50 carts and never pay, so the fair-use limits would
+        // refuse most of their adds and checkouts: lift them, but let unpaid
+        // orders expire after a minute so expiry runs under the faults too.
+        extra_toml: format!(
+            "{}header_read_timeout_ms = {HEADER_TIMEOUT_MS}\n\n[limits]\nmax_cart_lines = 10000\nmax_open_orders_per_customer = 100000\nunpaid_order_ttl_secs = 60\n",
+            Spec::default().extra_toml
+        ),
         lazyfs: if o.kinds.contains(&FaultKind::PowerCut) {
             vec![o.nodes - 1]
         } else {
@@ -217,6 +229,8 @@ pub async fn run(o: Options) -> anyhow::Result<Outcome> {
         frontier: Vec::new(),
         kill_times: BTreeMap::new(),
         slow: BTreeMap::new(),
+        hostile: BTreeMap::new(),
+        hostile_windows: Vec::new(),
     };
     let mut events: Vec<(u64, bool, usize)> = Vec::new();
     for (i, f) in schedule.iter().enumerate() {
@@ -320,6 +334,7 @@ pub async fn run(o: Options) -> anyhow::Result<Outcome> {
             );
         }
     }
+    let audience_probes = crate::audience::probe(&nem.c, &finals).await;
     let entries = history.entries();
     let all_ops: Vec<_> = ops(&entries)
         .into_iter()
@@ -339,6 +354,11 @@ pub async fn run(o: Options) -> anyhow::Result<Outcome> {
         ),
         ("durability", checkers::durability::check(&nem.durability)),
         ("frontier", checkers::frontier::check(&nem.frontier)),
+        (
+            "bounded",
+            checkers::bounded::check(&nem.hostile_windows, HEADER_TIMEOUT_MS),
+        ),
+        ("audience", checkers::audience::check(&audience_probes)),
     ];
     let stats = checkers::stats::compute(&all_ops, &heals, &wire);
     let mut faults = schedule.clone();

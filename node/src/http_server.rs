@@ -8,6 +8,11 @@
 //! - **Connection cap** (`max_connections`, 1,024): a connection past the cap
 //!   is closed at once (counted in `concord_http_connections_refused_total`)
 //!   rather than queued.
+//! - **Cap per address** (`max_connections_per_address`, 256): one client
+//!   address (an IPv6 /64, as for rate limits) cannot take every slot, so a
+//!   slowloris from one host leaves the node serving everyone else while the
+//!   header timeout reaps its connections. Trusted proxies are exempt: they
+//!   carry everybody.
 //! - **Request timeout** (`request_timeout_ms`, 30 s): enforced in the
 //!   request gate (`api::middleware`); the event stream is exempt.
 //! - **HTTPS** (`tls_cert_file`, `tls_key_file`), optional: rustls with the
@@ -16,8 +21,9 @@
 //! Shutdown: the listener stops accepting, open connections finish their
 //! in-flight request (`graceful_shutdown`), and the caller bounds the wait.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -30,6 +36,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
+use crate::api::middleware::limit_key;
 use crate::shutdown::Shutdown;
 
 /// The server's limits, from `[http]`.
@@ -39,6 +46,10 @@ pub struct ServerLimits {
     pub header_read_timeout: Duration,
     /// Most connections open at once.
     pub max_connections: usize,
+    /// Most connections open at once from one address.
+    pub max_per_address: usize,
+    /// Proxies exempt from the per-address cap.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// TLS, when the API is served over HTTPS.
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -48,11 +59,51 @@ pub const CONNECTIONS_REFUSED: &str = "concord_http_connections_refused_total";
 /// Connections open now.
 pub const CONNECTIONS_OPEN: &str = "concord_http_connections_open";
 
+/// Open connections by client address; a [`AddressSlot`] gives its one
+/// back when the connection ends.
+#[derive(Clone, Default)]
+struct PerAddress(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+/// One connection's place in [`PerAddress`].
+struct AddressSlot {
+    table: PerAddress,
+    key: IpAddr,
+}
+
+impl PerAddress {
+    /// A slot for `key`, unless it already holds `cap` connections.
+    fn take(&self, key: IpAddr, cap: usize) -> Option<AddressSlot> {
+        let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = t.entry(key).or_insert(0);
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            table: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut t = self.table.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = t.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                t.remove(&self.key);
+            }
+        }
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown`; then lets open connections
 /// finish their request and returns when they have (the caller bounds it).
 pub async fn serve(listener: TcpListener, app: Router, limits: ServerLimits, shutdown: Shutdown) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let acceptor = limits.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    let per_address = PerAddress::default();
     let mut conns = JoinSet::new();
     loop {
         let (stream, remote) = tokio::select! {
@@ -69,9 +120,22 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ServerLimits, shu
         };
         while conns.try_join_next().is_some() {}
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            ::metrics::counter!(CONNECTIONS_REFUSED).increment(1);
+            ::metrics::counter!(CONNECTIONS_REFUSED, "cap" => "node").increment(1);
             drop(stream);
             continue;
+        };
+        let ip = remote.ip();
+        let address_slot = if limits.trusted_proxies.iter().any(|n| n.contains(&ip)) {
+            None
+        } else {
+            match per_address.take(limit_key(ip), limits.max_per_address) {
+                Some(s) => Some(s),
+                None => {
+                    ::metrics::counter!(CONNECTIONS_REFUSED, "cap" => "address").increment(1);
+                    drop(stream);
+                    continue;
+                }
+            }
         };
         let _ = stream.set_nodelay(true);
         let (app, sd, header_timeout, acceptor) = (
@@ -81,7 +145,7 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ServerLimits, shu
             acceptor.clone(),
         );
         conns.spawn(async move {
-            let _slot = slot;
+            let _slots = (slot, address_slot);
             ::metrics::gauge!(CONNECTIONS_OPEN).increment(1.0);
             match acceptor {
                 Some(a) => {

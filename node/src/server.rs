@@ -167,6 +167,8 @@ pub async fn start(opts: NodeOptions) -> anyhow::Result<RunningNode> {
     let limits = crate::http_server::ServerLimits {
         header_read_timeout: config.http.header_read_timeout,
         max_connections: config.http.max_connections,
+        max_per_address: config.http.max_connections_per_address,
+        trusted_proxies: config.http.trusted_proxies.clone(),
         tls,
     };
     let http_task = tokio::spawn(crate::http_server::serve(

@@ -10,5 +10,6 @@ mod durability;
 mod replication;
 mod search;
 mod security;
+mod security_conns;
 mod security_peers;
 mod self_repair;

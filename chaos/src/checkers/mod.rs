@@ -2,6 +2,8 @@
 //! from the nodes) to a verdict. Each lives in its own module with a test
 //! that feeds it a hand-made bad history and sees it fail.
 
+pub mod audience;
+pub mod bounded;
 pub mod convergence;
 pub mod durability;
 pub mod frontier;

@@ -170,6 +170,28 @@ impl LazyFs {
         }
         Ok(())
     }
+
+    /// Unlinks or removes `name` in `parent` with `op` (passed through to
+    /// the backing directory at once, like all metadata) and forgets it.
+    fn remove(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+        reply: ReplyEmpty,
+        op: fn(&Path) -> std::io::Result<()>,
+    ) {
+        let mut g = self.lock();
+        let result = (|| {
+            let rel = g.path(parent)?.join(name);
+            op(&g.full(&rel)).map_err(io_err)?;
+            g.forget_path(&rel);
+            Ok(())
+        })();
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
 }
 
 impl Filesystem for LazyFs {
@@ -248,31 +270,11 @@ impl Filesystem for LazyFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let mut g = self.lock();
-        let result = (|| {
-            let rel = g.path(parent)?.join(name);
-            std::fs::remove_file(g.full(&rel)).map_err(io_err)?;
-            g.forget_path(&rel);
-            Ok(())
-        })();
-        match result {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        self.remove(parent, name, reply, |p: &Path| std::fs::remove_file(p));
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let mut g = self.lock();
-        let result = (|| {
-            let rel = g.path(parent)?.join(name);
-            std::fs::remove_dir(g.full(&rel)).map_err(io_err)?;
-            g.forget_path(&rel);
-            Ok(())
-        })();
-        match result {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        self.remove(parent, name, reply, |p: &Path| std::fs::remove_dir(p));
     }
 
     fn rename(

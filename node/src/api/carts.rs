@@ -56,6 +56,9 @@ async fn cart_view(
         (Some(c), Some(owner)) if owner != c => Err(ApiError::forbidden(format!(
             "cart {id} belongs to another customer"
         ))),
+        // A cart no customer has written (an admin's) shows a customer
+        // nothing, exactly as a missing cart does.
+        (Some(_), None) => Ok(CartView::new(id.0, None)),
         _ => Ok(view.0),
     }
 }

@@ -76,8 +76,9 @@ fn quota(r: RateLimit) -> Option<Quota> {
 pub struct Limits {
     by_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
     by_token: Option<DefaultKeyedRateLimiter<String>>,
-    /// (method, route template) → its limiter by address.
-    by_route: HashMap<(Method, String), DefaultKeyedRateLimiter<IpAddr>>,
+    /// (method, route template, its limiter by address): a handful, so a
+    /// scan that allocates nothing beats a map keyed by owned strings.
+    by_route: Vec<(Method, String, DefaultKeyedRateLimiter<IpAddr>)>,
     trusted: Vec<ipnet::IpNet>,
 }
 
@@ -100,11 +101,11 @@ impl Limits {
                 .filter_map(|r| {
                     let q = quota(r.rate)?;
                     let method = Method::from_bytes(r.method.as_bytes()).ok()?;
-                    Some(((method, r.path.clone()), RateLimiter::keyed(q)))
+                    Some((method, r.path.clone(), RateLimiter::keyed(q)))
                 })
                 .collect()
         } else {
-            HashMap::new()
+            Vec::new()
         };
         Self {
             by_ip,
@@ -140,8 +141,14 @@ impl Limits {
         if let Some(l) = &self.by_ip {
             Self::wait(l, &key, "address")?;
         }
-        if let Some(l) = route.and_then(|r| self.by_route.get(&(method.clone(), r.to_string()))) {
-            Self::wait(l, &key, "route")?;
+        if let Some(route) = route {
+            let limit = self
+                .by_route
+                .iter()
+                .find(|(m, p, _)| m == method && p == route);
+            if let Some((_, _, l)) = limit {
+                Self::wait(l, &key, "route")?;
+            }
         }
         if let (Some(l), Some(sub)) = (&self.by_token, subject) {
             Self::wait(l, &sub.to_string(), "token")?;
@@ -159,7 +166,7 @@ impl Limits {
             l.retain_recent();
             l.shrink_to_fit();
         }
-        for l in self.by_route.values() {
+        for (_, _, l) in &self.by_route {
             l.retain_recent();
             l.shrink_to_fit();
         }
@@ -169,12 +176,18 @@ impl Limits {
     pub fn len(&self) -> usize {
         self.by_ip.as_ref().map(|l| l.len()).unwrap_or(0)
             + self.by_token.as_ref().map(|l| l.len()).unwrap_or(0)
-            + self.by_route.values().map(|l| l.len()).sum::<usize>()
+            + self.by_route.iter().map(|(_, _, l)| l.len()).sum::<usize>()
     }
 
     /// Whether no key is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Whether a limit counts by token subject, so the gate verifies the
+    /// token only when something will use its subject.
+    pub fn by_subject(&self) -> bool {
+        self.by_token.is_some()
     }
 
     /// The trusted proxies.
@@ -204,7 +217,7 @@ fn method_label(m: &Method) -> &'static str {
 /// number of series is bounded by the API, never by clients.
 #[derive(Default)]
 pub struct RequestMetrics {
-    handles: Mutex<HashMap<(String, &'static str), RouteMetrics>>,
+    handles: Mutex<HashMap<String, HashMap<&'static str, RouteMetrics>>>,
 }
 
 struct RouteMetrics {
@@ -215,8 +228,13 @@ struct RouteMetrics {
 impl RequestMetrics {
     fn record(&self, route: &str, method: &'static str, status: u16, seconds: f64) {
         let mut g = self.handles.lock().unwrap_or_else(|p| p.into_inner());
-        let rm = g
-            .entry((route.to_string(), method))
+        // Look up by `&str` first: the steady state allocates nothing.
+        if !g.contains_key(route) {
+            g.insert(route.to_string(), HashMap::new());
+        }
+        let by_method = g.get_mut(route).expect("inserted above");
+        let rm = by_method
+            .entry(method)
             .or_insert_with(|| RouteMetrics {
                 latency: ::metrics::histogram!(m::HTTP_LATENCY, "route" => route.to_string(), "method" => method),
                 by_status: HashMap::new(),
@@ -260,10 +278,8 @@ pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Re
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|r| r.as_str().to_string());
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map(MatchedPath::as_str);
     let method = req.method().clone();
     let declared = req
         .headers()
@@ -272,10 +288,14 @@ pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Re
         .and_then(|v| v.parse::<u64>().ok());
     let limited = peer.and_then(|peer| {
         let ip = client_ip(peer, req.headers(), state.limiter.trusted());
-        let sub = subject(&state, req.headers());
+        let sub = if state.limiter.by_subject() {
+            subject(&state, req.headers())
+        } else {
+            None
+        };
         state
             .limiter
-            .check(ip, sub.as_deref(), &method, route.as_deref())
+            .check(ip, sub.as_deref(), &method, route)
             .err()
     });
     let resp = if let Some(r) = limited {
@@ -299,7 +319,7 @@ pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Re
             ),
         )
         .into_response()
-    } else if streams(route.as_deref()) {
+    } else if streams(route) {
         next.run(req).await
     } else {
         match tokio::time::timeout(state.config.http.request_timeout, next.run(req)).await {
@@ -312,7 +332,7 @@ pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Re
         }
     };
     state.request_metrics.record(
-        route.as_deref().unwrap_or("unmatched"),
+        route.unwrap_or("unmatched"),
         method_label(&method),
         resp.status().as_u16(),
         started.elapsed().as_secs_f64(),

@@ -37,6 +37,9 @@ pub struct RawHttp {
     pub request_timeout_ms: Option<u64>,
     /// Most connections open at once.
     pub max_connections: Option<usize>,
+    /// Most connections open at once from one client address (an IPv6
+    /// /64); trusted proxies are exempt.
+    pub max_connections_per_address: Option<usize>,
     /// Most event streams open at once.
     pub max_event_subscribers: Option<usize>,
     /// PEM certificate chain for HTTPS on the API (with `tls_key_file`).
@@ -102,6 +105,8 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// Connection cap.
     pub max_connections: usize,
+    /// Connection cap per client address.
+    pub max_connections_per_address: usize,
     /// Event-stream cap.
     pub max_event_subscribers: usize,
     /// HTTPS certificate and key, resolved against the file's folder.
@@ -235,6 +240,13 @@ impl HttpConfig {
                 invalid,
                 "http.max_connections",
                 h.max_connections.unwrap_or(1_024),
+                1,
+                1_000_000,
+            )?,
+            max_connections_per_address: in_range(
+                invalid,
+                "http.max_connections_per_address",
+                h.max_connections_per_address.unwrap_or(256),
                 1,
                 1_000_000,
             )?,

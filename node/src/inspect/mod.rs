@@ -21,7 +21,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crdt_core::Key;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -30,15 +29,8 @@ use crate::http_client::Client;
 
 pub use diff::{DiffReport, KeyDiff, RangeDiff, diff};
 
-/// The text form of a key.
-pub fn key_text(k: &Key) -> String {
-    match k {
-        Key::Product(p) => p.to_string(),
-        Key::Cart(c) => c.to_string(),
-        Key::Stock(s) => s.0.clone(),
-        Key::Order(o) => o.to_string(),
-    }
-}
+/// The text form of a key (one definition, shared with the events).
+pub use crate::events::key_text;
 
 /// One node as the inspector sees it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
