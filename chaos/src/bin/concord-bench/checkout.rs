@@ -13,8 +13,14 @@ use serde_json::{Value, json};
 pub async fn checkout(units: u64, clients: usize, rtts_ms: &[u64]) -> anyhow::Result<Value> {
     let mut runs = Vec::new();
     for &rtt in rtts_ms {
+        // Each client is one customer placing orders it never pays: lift
+        // the unpaid-order limit (20 per customer) that would stop it.
         let c = ProcessCluster::start(Spec {
             proxies: true,
+            extra_toml: format!(
+                "{}\n[limits]\nmax_open_orders_per_customer = 100000\n",
+                Spec::default().extra_toml
+            ),
             ..Default::default()
         })
         .await?;
