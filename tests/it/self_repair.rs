@@ -466,7 +466,16 @@ async fn a_node_made_again_by_init_never_reuses_an_incarnation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contended_checkouts_are_not_refused_while_the_cluster_holds_units() {
     let _g = CLUSTER_LOCK.lock().await;
-    let c = cluster(Spec::default()).await;
+    // Each client is one customer that never pays: lift the unpaid-order
+    // limit (20 per customer) so only stock decides.
+    let c = cluster(Spec {
+        extra_toml: format!(
+            "{}\n[limits]\nmax_open_orders_per_customer = 100000\n",
+            Spec::default().extra_toml
+        ),
+        ..Default::default()
+    })
+    .await;
     let units = 600u64;
     let pid = create(&c.client(0), "HOT-1", units).await;
     c.wait_converged(&[0, 1, 2], Duration::from_secs(10))
