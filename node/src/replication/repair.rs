@@ -304,7 +304,7 @@ pub async fn invite(peer: &Peer) -> Result<(), WireError> {
 }
 
 /// Answers an invitation: a divergence repair from the inviter, at most
-/// one per [`INVITE_INTERVAL`] per peer.
+/// one per `INVITE_INTERVAL` per peer.
 pub async fn serve_invite(cluster: &Arc<Cluster>, peer: &Arc<Peer>) -> Result<(), WireError> {
     {
         let mut s = peer.lock();

@@ -367,7 +367,7 @@ fn covers(cluster: &Cluster, vv: &VersionVector) -> bool {
 
 /// Carries out a forwarded move on the seller — once it has applied
 /// everything the asker had (the asker may have seen a pay this node has
-/// not): it pulls from the asker first, for up to [`CATCH_UP`], and answers
+/// not): it pulls from the asker first, for up to `CATCH_UP`, and answers
 /// 503 `seller_behind` if it still lags.
 pub async fn serve_move(
     cluster: &Arc<Cluster>,

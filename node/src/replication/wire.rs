@@ -221,7 +221,7 @@ pub async fn read_msg(recv: &mut quinn::RecvStream) -> Result<Option<Msg>, WireE
 }
 
 /// Reads one message and the size of its frame; `Ok(None)` at a clean end
-/// of stream. The buffer grows as bytes arrive ([`READ_STEP`] at a time), up
+/// of stream. The buffer grows as bytes arrive (`READ_STEP` at a time), up
 /// to [`MAX_FRAME`].
 pub async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Option<(Msg, usize)>, WireError> {
     let mut len = [0u8; 4];
