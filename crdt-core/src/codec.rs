@@ -40,6 +40,8 @@ impl Kind {
     pub const REPAIR: Kind = Kind(7);
     /// A search index snapshot (opaque bytes from simd-search).
     pub const SEARCH_INDEX: Kind = Kind(8);
+    /// An idempotency record.
+    pub const IDEM: Kind = Kind(9);
     /// First kind number reserved for the node's own wire messages.
     pub const NODE_BASE: u8 = 64;
 }
@@ -165,15 +167,31 @@ pub fn seal(kind: Kind, revision: u8, body: &[u8]) -> Vec<u8> {
 /// Decodes a value from its envelope, refusing other kinds, unknown
 /// revisions, malformed bodies and leftover bytes.
 pub fn decode<T: Versioned>(bytes: &[u8]) -> Result<T, DecodeError> {
-    let body = open(T::KIND, T::REVISION, bytes)?;
+    decode_revision(T::KIND, T::REVISION, bytes)
+}
+
+/// The schema revision an envelope claims, if the bytes are one: lets a
+/// type that changed pick the decoder of an older revision.
+pub fn revision(bytes: &[u8]) -> Option<u8> {
+    (bytes.len() >= HEADER_LEN && bytes[..4] == MAGIC).then(|| bytes[4])
+}
+
+/// Decodes the body of an envelope of `kind` at exactly `revision` as `T`:
+/// the decoder of an older revision kept for upgrades.
+pub fn decode_revision<T: DeserializeOwned>(
+    kind: Kind,
+    revision: u8,
+    bytes: &[u8],
+) -> Result<T, DecodeError> {
+    let body = open(kind, revision, bytes)?;
     let (value, rest) =
         postcard::take_from_bytes::<T>(body).map_err(|e| DecodeError::Malformed {
-            kind: T::KIND.0,
+            kind: kind.0,
             reason: e.to_string(),
         })?;
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes {
-            kind: T::KIND.0,
+            kind: kind.0,
             count: rest.len(),
         });
     }

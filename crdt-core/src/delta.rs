@@ -23,10 +23,11 @@ use crate::cart::{CartOwner, LineSibling};
 use crate::catalog::ProductRecord;
 use crate::causal::{DotFun, DotStore};
 use crate::clock::{Hlc, Stamp};
-use crate::codec::{Kind, Versioned};
+use crate::codec::{self, DecodeError, Kind, Versioned};
 use crate::context::{CausalContext, Dot, DotList, VersionVector};
 use crate::counter::BoundedCounter;
-use crate::ids::{CartId, OrderId, ProductId};
+use crate::idem::IdemEntry;
+use crate::ids::{CartId, IdemKey, OrderId, ProductId};
 use crate::order::OrderEntry;
 use crate::state::{Key, KeyEntry, KeyspaceId, ProductState, Sku, State};
 
@@ -72,6 +73,13 @@ pub enum Part {
         /// The entry to join.
         entry: Box<OrderEntry>,
     },
+    /// The first final answer to an idempotency key.
+    Idem {
+        /// The record's key.
+        key: IdemKey,
+        /// The record.
+        entry: Box<IdemEntry>,
+    },
 }
 
 impl Part {
@@ -82,6 +90,7 @@ impl Part {
             Part::CartLine { cart, .. } | Part::CartOwner { cart, .. } => Key::Cart(*cart),
             Part::Stock { sku, .. } => Key::Stock(sku.clone()),
             Part::Order { id, .. } => Key::Order(*id),
+            Part::Idem { key, .. } => Key::Idem(*key),
         }
     }
 }
@@ -101,10 +110,20 @@ pub struct Delta {
 
 impl Versioned for Delta {
     const KIND: Kind = Kind::DELTA;
-    const REVISION: u8 = 1;
+    const REVISION: u8 = 2;
 }
 
 impl Delta {
+    /// Decodes a delta of any revision this build knows (revision 1, from
+    /// the delta logs and peers of earlier builds, is upgraded).
+    pub fn decode(bytes: &[u8]) -> Result<Delta, DecodeError> {
+        match codec::revision(bytes) {
+            Some(1) => codec::decode_revision::<legacy::DeltaV1>(Kind::DELTA, 1, bytes)
+                .map(|d| d.upgrade()),
+            _ => codec::decode(bytes),
+        }
+    }
+
     /// The delta's causal context: its own dot and the dots it covers (its
     /// only store dot is its own).
     pub fn context(&self) -> DotList {
@@ -158,6 +177,7 @@ impl Delta {
                 }
                 Part::Stock { sku, counter } => state.stock.modify(sku, |e| e.join(counter)).1,
                 Part::Order { id, entry } => state.orders.modify(id, |e| e.join(entry)).1,
+                Part::Idem { key, entry } => state.idem.modify(key, |e| e.join(entry)).1,
             };
             if did {
                 let k = part.key();
@@ -192,7 +212,76 @@ pub struct RepairSnapshot {
 
 impl Versioned for RepairSnapshot {
     const KIND: Kind = Kind::REPAIR;
-    const REVISION: u8 = 1;
+    const REVISION: u8 = 2;
+}
+
+/// Revision 1 of the delta, whose order parts carry revision-1 entries.
+mod legacy {
+    use super::*;
+    use crate::order::legacy::OrderEntryV1;
+
+    /// A part as revision 1 wrote it (the variants keep their indexes).
+    #[derive(Deserialize)]
+    pub(super) enum PartV1 {
+        Product {
+            id: ProductId,
+            record: Option<Box<ProductRecord>>,
+        },
+        CartLine {
+            cart: CartId,
+            product: ProductId,
+            qty: u32,
+        },
+        CartOwner {
+            cart: CartId,
+            customer: String,
+        },
+        Stock {
+            sku: Sku,
+            counter: Box<BoundedCounter>,
+        },
+        Order {
+            id: OrderId,
+            entry: Box<OrderEntryV1>,
+        },
+    }
+
+    /// A delta as revision 1 wrote it.
+    #[derive(Deserialize)]
+    pub(super) struct DeltaV1 {
+        dot: Dot,
+        hlc: Hlc,
+        covers: Vec<Dot>,
+        parts: Vec<PartV1>,
+    }
+
+    impl DeltaV1 {
+        pub(super) fn upgrade(self) -> Delta {
+            let writer = self.dot.actor;
+            let parts = self
+                .parts
+                .into_iter()
+                .map(|p| match p {
+                    PartV1::Product { id, record } => Part::Product { id, record },
+                    PartV1::CartLine { cart, product, qty } => {
+                        Part::CartLine { cart, product, qty }
+                    }
+                    PartV1::CartOwner { cart, customer } => Part::CartOwner { cart, customer },
+                    PartV1::Stock { sku, counter } => Part::Stock { sku, counter },
+                    PartV1::Order { id, entry } => Part::Order {
+                        id,
+                        entry: Box::new(entry.upgrade(Some(writer))),
+                    },
+                })
+                .collect();
+            Delta {
+                dot: self.dot,
+                hlc: self.hlc,
+                covers: self.covers,
+                parts,
+            }
+        }
+    }
 }
 
 /// Dots in a dot store, for checks and tests.

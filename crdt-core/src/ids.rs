@@ -200,13 +200,87 @@ uuid_id!(
     ProductId
 );
 uuid_id!(
-    /// A cart's id, chosen by the client (any UUID).
+    /// A cart's id, chosen by the client: a UUID, or a name the client made
+    /// up (see [`CartId::from_client`]), stored as a UUID derived from it.
     CartId
 );
 uuid_id!(
-    /// An order's id: a UUIDv7 minted by the node that accepts the checkout.
+    /// An order's id: a UUIDv7 minted by the node that accepts a checkout
+    /// without an idempotency key, or derived from (customer, key) with one
+    /// (see [`OrderId::for_checkout`]).
     OrderId
 );
+uuid_id!(
+    /// The key of an idempotency record: derived from the caller and the
+    /// `Idempotency-Key` it sent (see [`IdemKey::new`]).
+    IdemKey
+);
+
+/// A UUIDv8 derived from `parts` by BLAKE3 under a domain string: the same
+/// on every node and in every build, and — BLAKE3 being a cryptographic hash
+/// — nobody can choose inputs that land on an id they aim at.
+fn derived_uuid(domain: &str, parts: &[&str]) -> Uuid {
+    let mut h = blake3::Hasher::new_derive_key(domain);
+    for p in parts {
+        // Length-prefixed, so ("ab", "c") and ("a", "bc") differ.
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    uuid::Builder::from_custom_bytes(b).into_uuid()
+}
+
+/// The longest client-chosen cart name.
+pub const CART_NAME_MAX_LEN: usize = 64;
+
+/// Why a client's cart id was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "a cart id is a UUID or 1 to {CART_NAME_MAX_LEN} characters of A-Z a-z 0-9 . _ - (got {0:?})"
+)]
+pub struct CartIdError(pub String);
+
+impl CartId {
+    /// The cart a client names: a UUID as itself, any other name of 1–64
+    /// characters of `A–Z a–z 0–9 . _ -` as a UUIDv8 derived from it. Carts
+    /// are cluster-wide, so a name another customer already owns stays
+    /// theirs (the owner rule answers 403); the stored key stays 16 bytes,
+    /// so a cart add's delta is as small as with a UUID.
+    pub fn from_client(s: &str) -> Result<CartId, CartIdError> {
+        if let Ok(u) = Uuid::try_parse(s) {
+            return Ok(CartId(u));
+        }
+        let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        if s.is_empty() || s.len() > CART_NAME_MAX_LEN || !s.chars().all(ok) {
+            return Err(CartIdError(s.chars().take(80).collect()));
+        }
+        Ok(CartId(derived_uuid("concord 2026 cart name", &[s])))
+    }
+}
+
+impl OrderId {
+    /// The order a checkout with an idempotency key makes: every node that
+    /// takes the same customer's checkout under the same key mints this same
+    /// id, so retries on any node, even across a partition, name one order.
+    pub fn for_checkout(customer: &str, key: &str) -> OrderId {
+        OrderId(derived_uuid(
+            "concord 2026 checkout order",
+            &[customer, key],
+        ))
+    }
+}
+
+impl IdemKey {
+    /// The record of `key` sent by `subject` (keys are scoped to the caller,
+    /// so two callers never share one).
+    pub fn new(subject: &str, key: &str) -> IdemKey {
+        IdemKey(derived_uuid(
+            "concord 2026 idempotency key",
+            &[subject, key],
+        ))
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -232,6 +306,32 @@ mod tests {
         let b = NodeId::new("n2").unwrap();
         assert!(a < b);
         assert_eq!(a.to_string(), "n10");
+    }
+
+    #[test]
+    fn client_cart_ids() {
+        let u = "0190a5c4-1234-7abc-8def-0123456789ab";
+        assert_eq!(CartId::from_client(u).unwrap().0.to_string(), u);
+        let a = CartId::from_client("cart-1").unwrap();
+        assert_eq!(a, CartId::from_client("cart-1").unwrap());
+        assert_ne!(a, CartId::from_client("cart-2").unwrap());
+        assert_eq!(a.0.get_version_num(), 8);
+        assert!(CartId::from_client(&"x".repeat(64)).is_ok());
+        for bad in ["", "a b", "ä", "a/b", &"x".repeat(65)] {
+            assert!(CartId::from_client(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn derived_ids_are_stable_and_scoped() {
+        let o = OrderId::for_checkout("alice", "k1");
+        assert_eq!(o, OrderId::for_checkout("alice", "k1"));
+        assert_ne!(o, OrderId::for_checkout("bob", "k1"));
+        assert_ne!(
+            OrderId::for_checkout("ab", "c"),
+            OrderId::for_checkout("a", "bc")
+        );
+        assert_ne!(IdemKey::new("alice", "k1").0, o.0);
     }
 
     #[test]

@@ -13,8 +13,8 @@
 //!   dot stores, the add-wins set and map without tombstones, the LWW
 //!   register, the max-register and the bounded counter for stock; each
 //!   module states its lattice laws, and `tests/laws.rs` proves them;
-//! - [`money`], [`catalog`], [`cart`], [`order`], [`state`]: the commerce
-//!   domain on top;
+//! - [`money`], [`catalog`], [`cart`], [`order`], [`idem`], [`state`]: the
+//!   commerce domain on top, and the idempotency records of its writes;
 //! - [`ops`], [`delta`], [`delta_log`], [`replica`]: local operations, the
 //!   deltas they make, the bounded causal log and the replica that ties it
 //!   all together;
@@ -34,6 +34,7 @@ pub mod counter;
 pub mod delta;
 pub mod delta_log;
 pub mod digest;
+pub mod idem;
 pub mod ids;
 pub mod keyspace;
 pub mod lww;
@@ -48,7 +49,7 @@ pub mod status;
 pub use clock::{Hlc, HlcClock, Stamp};
 pub use context::{CausalContext, Dot, VersionVector};
 pub use delta::{Delta, Part, RepairSnapshot};
-pub use ids::{Actor, CartId, NodeId, OrderId, ProductId};
+pub use ids::{Actor, CartId, IdemKey, NodeId, OrderId, ProductId};
 pub use ops::{CheckoutItems, Op, OpError};
 pub use replica::repair;
 pub use replica::{Applied, MergeOutcome, RepairOutcome, Replica, ReplicaConfig, ReplicaMeta};

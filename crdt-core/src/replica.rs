@@ -21,10 +21,10 @@ use crate::codec::{self, DecodeError, Kind, Versioned};
 use crate::context::{CausalContext, Dot, VersionVector};
 use crate::delta::{Delta, Part, RepairSnapshot};
 use crate::delta_log::{DeltaLog, LoggedDelta, Truncated};
-use crate::ids::{Actor, OrderId, ProductId};
+use crate::idem::IdemRecord;
+use crate::ids::{Actor, IdemKey, OrderId, ProductId};
 use crate::ops::{Op, OpError, PlanCtx, plan};
 use crate::state::{Key, KeyspaceId, State};
-use crate::status::OrderStatus;
 
 mod index;
 pub mod repair;
@@ -52,11 +52,14 @@ pub struct ReplicaConfig {
     pub max_cart_lines: usize,
     /// Bytes of early deltas held while waiting for a gap to fill.
     pub max_pending_bytes: usize,
+    /// How long an idempotency record is kept, from its stamp.
+    pub idem_window_ms: u64,
 }
 
 impl ReplicaConfig {
     /// Defaults for `actor`: 60 s drift, a 256 MiB log, 100,000 (and 64 MiB
-    /// of) pending deltas, a fixed hash seed, 100 lines per cart.
+    /// of) pending deltas, a fixed hash seed, 100 lines per cart, 24 h of
+    /// idempotency records.
     pub fn new(actor: Actor) -> Self {
         Self {
             actor,
@@ -66,6 +69,7 @@ impl ReplicaConfig {
             hash_seed: 0x243F_6A88_85A3_08D3,
             max_cart_lines: 100,
             max_pending_bytes: 64 << 20,
+            idem_window_ms: 24 * 3_600_000,
         }
     }
 }
@@ -150,6 +154,7 @@ pub struct Replica {
     pending_bytes: usize,
     max_pending_bytes: usize,
     max_cart_lines: usize,
+    idem_window_ms: u64,
     /// Products by SKU and category, orders by customer and status.
     index: Indexes,
     returns_due: BTreeSet<OrderId>,
@@ -175,6 +180,7 @@ impl Replica {
             pending_bytes: 0,
             max_pending_bytes: cfg.max_pending_bytes,
             max_cart_lines: cfg.max_cart_lines,
+            idem_window_ms: cfg.idem_window_ms,
             index: Indexes::default(),
             returns_due: BTreeSet::new(),
             stats: ReplicaStats::default(),
@@ -204,7 +210,7 @@ impl Replica {
         }
         let mut logged = Vec::new();
         for bytes in log {
-            let d: Delta = codec::decode(&bytes)?;
+            let d = Delta::decode(&bytes)?;
             logged.push(LoggedDelta {
                 dot: d.dot,
                 hlc: d.hlc,
@@ -304,7 +310,7 @@ impl Replica {
 
     /// Decodes a delta in its envelope and merges it.
     pub fn merge_bytes(&mut self, bytes: &[u8], wall_ms: u64) -> Result<MergeOutcome, DecodeError> {
-        let delta: Delta = codec::decode(bytes)?;
+        let delta = Delta::decode(bytes)?;
         Ok(self.merge(delta, bytes.into(), wall_ms))
     }
 
@@ -356,8 +362,10 @@ impl Replica {
             self.reindex_product(&id, old);
         }
         for k in &changed {
-            if let Key::Order(id) = k {
-                self.recheck_return(id);
+            match k {
+                Key::Order(id) => self.recheck_return(id),
+                Key::Idem(key) => self.drop_if_expired(key),
+                _ => {}
             }
         }
         let logged = LoggedDelta {
@@ -387,12 +395,11 @@ impl Replica {
     /// units are due back to this node.
     fn recheck_return(&mut self, id: &OrderId) {
         let entry = self.state.orders.get(id);
-        let due = entry.is_some_and(|e| {
-            e.header.as_ref().is_some_and(|h| h.seller == self.actor)
-                && e.status.0 == OrderStatus::Cancelled
-                && !e.returned
+        let due = entry.is_some_and(|e| e.owes_return(self.actor));
+        let keys = entry.and_then(|e| {
+            e.header()
+                .map(|h| (h.customer.clone(), e.status.0, h.created_ms, h.cart).into())
         });
-        let keys = entry.and_then(|e| e.header.as_ref().map(|h| (h.customer.clone(), e.status.0)));
         self.index.set_order(*id, keys);
         if due {
             self.returns_due.insert(*id);
@@ -500,8 +507,43 @@ impl Replica {
         self.index.sku.get(sku).into_iter().flatten()
     }
 
-    /// Orders this node sold that were cancelled elsewhere and whose units it
-    /// has yet to return (issue [`Op::ReturnUnits`] for each).
+    /// The idempotency record of `key`, unless it has expired by `now_ms`.
+    pub fn idem_record(&self, key: &IdemKey, now_ms: u64) -> Option<&IdemRecord> {
+        self.state
+            .idem
+            .get(key)
+            .filter(|e| !e.expired(now_ms, self.idem_window_ms))
+            .and_then(|e| e.0.as_ref())
+    }
+
+    /// An expired record is absent, wherever it comes from (a late delta,
+    /// a repair from a node that has not swept yet): drop it on arrival.
+    fn drop_if_expired(&mut self, key: &IdemKey) {
+        let now = self.clock.last().ms;
+        let window = self.idem_window_ms;
+        if self
+            .state
+            .idem
+            .get(key)
+            .is_some_and(|e| e.expired(now, window))
+        {
+            self.state.forget_idem(key);
+        }
+    }
+
+    /// Drops up to `max` idempotency records past their window at `now_ms`
+    /// (the local expiry sweep); returns their keys, to delete from disk.
+    pub fn sweep_idem(&mut self, now_ms: u64, max: usize) -> Vec<Key> {
+        let keys = self.state.expired_idem(now_ms, self.idem_window_ms, max);
+        keys.into_iter()
+            .filter(|k| self.state.forget_idem(k))
+            .map(Key::Idem)
+            .collect()
+    }
+
+    /// Orders this node sold whose units it must give back — cancelled
+    /// elsewhere, or a sale that lost to another seller's — and has yet to
+    /// return (issue [`Op::ReturnUnits`] for each).
     pub fn returns_due(&self) -> Vec<OrderId> {
         self.returns_due.iter().copied().collect()
     }

@@ -1,4 +1,4 @@
-//! The whole replicated state: four keyspaces, their keys, and the stored
+//! The whole replicated state: five keyspaces, their keys, and the stored
 //! form of each entry.
 //!
 //! | keyspace | key | entry | CRDT |
@@ -6,7 +6,8 @@
 //! | products | [`ProductId`] | [`ProductState`] | add-wins entry of LWW records |
 //! | carts | [`CartId`] | [`CartEntry`] | add-wins map of LWW quantities + first-writer owner |
 //! | stock | [`Sku`] | [`BoundedCounter`] | escrow counter |
-//! | orders | [`OrderId`] | [`OrderEntry`] | grow-only map of max-registers |
+//! | orders | [`OrderId`] | [`OrderEntry`] | grow-only map of sales, max-registers and sets |
+//! | idempotency | [`IdemKey`] | [`IdemEntry`] | first record wins, expires by HLC |
 
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +18,8 @@ use crate::codec::{self, DecodeError, Kind, Versioned};
 use crate::context::Covers;
 use crate::counter::BoundedCounter;
 use crate::digest::Hash128;
-use crate::ids::{CartId, OrderId, ProductId};
+use crate::idem::IdemEntry;
+use crate::ids::{CartId, IdemKey, OrderId, ProductId};
 use crate::keyspace::{EntryValue, KeyBytes, Keyspace};
 use crate::order::OrderEntry;
 
@@ -34,7 +36,7 @@ impl std::fmt::Display for Sku {
     }
 }
 
-/// Names one of the four keyspaces.
+/// Names one of the keyspaces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum KeyspaceId {
     /// The catalog.
@@ -45,15 +47,21 @@ pub enum KeyspaceId {
     Stock,
     /// Orders.
     Orders,
+    /// Idempotency records.
+    Idempotency,
 }
+
+/// How many keyspaces there are.
+pub const KEYSPACES: usize = 5;
 
 impl KeyspaceId {
     /// All keyspaces, in tag order.
-    pub const ALL: [KeyspaceId; 4] = [
+    pub const ALL: [KeyspaceId; KEYSPACES] = [
         KeyspaceId::Products,
         KeyspaceId::Carts,
         KeyspaceId::Stock,
         KeyspaceId::Orders,
+        KeyspaceId::Idempotency,
     ];
 
     /// The byte that prefixes this keyspace's keys on disk and in leaf hashes.
@@ -63,6 +71,7 @@ impl KeyspaceId {
             KeyspaceId::Carts => 2,
             KeyspaceId::Stock => 3,
             KeyspaceId::Orders => 4,
+            KeyspaceId::Idempotency => 5,
         }
     }
 
@@ -78,6 +87,7 @@ impl KeyspaceId {
             KeyspaceId::Carts => "carts",
             KeyspaceId::Stock => "stock",
             KeyspaceId::Orders => "orders",
+            KeyspaceId::Idempotency => "idempotency",
         }
     }
 }
@@ -93,6 +103,8 @@ pub enum Key {
     Stock(Sku),
     /// An order.
     Order(OrderId),
+    /// An idempotency record.
+    Idem(IdemKey),
 }
 
 impl Key {
@@ -103,6 +115,7 @@ impl Key {
             Key::Cart(_) => KeyspaceId::Carts,
             Key::Stock(_) => KeyspaceId::Stock,
             Key::Order(_) => KeyspaceId::Orders,
+            Key::Idem(_) => KeyspaceId::Idempotency,
         }
     }
 
@@ -114,6 +127,7 @@ impl Key {
             Key::Cart(k) => k.write_key(&mut out),
             Key::Stock(k) => k.write_key(&mut out),
             Key::Order(k) => k.write_key(&mut out),
+            Key::Idem(k) => k.write_key(&mut out),
         }
         out
     }
@@ -135,6 +149,7 @@ impl Key {
             Some(KeyspaceId::Products) => Ok(Key::Product(ProductId(uuid()?))),
             Some(KeyspaceId::Carts) => Ok(Key::Cart(CartId(uuid()?))),
             Some(KeyspaceId::Orders) => Ok(Key::Order(OrderId(uuid()?))),
+            Some(KeyspaceId::Idempotency) => Ok(Key::Idem(IdemKey(uuid()?))),
             Some(KeyspaceId::Stock) => {
                 let s = std::str::from_utf8(rest).map_err(|_| bad("a SKU must be UTF-8"))?;
                 Ok(Key::Stock(Sku(s.to_string())))
@@ -156,6 +171,7 @@ macro_rules! uuid_key {
 uuid_key!(ProductId);
 uuid_key!(CartId);
 uuid_key!(OrderId);
+uuid_key!(IdemKey);
 
 impl KeyBytes for Sku {
     fn write_key(&self, out: &mut Vec<u8>) {
@@ -187,6 +203,12 @@ impl EntryValue for OrderEntry {
     }
 }
 
+impl EntryValue for IdemEntry {
+    fn is_bottom(&self) -> bool {
+        IdemEntry::is_bottom(self)
+    }
+}
+
 impl Versioned for ProductState {
     const KIND: Kind = Kind::PRODUCT;
     const REVISION: u8 = 1;
@@ -204,6 +226,11 @@ impl Versioned for BoundedCounter {
 
 impl Versioned for OrderEntry {
     const KIND: Kind = Kind::ORDER;
+    const REVISION: u8 = 2;
+}
+
+impl Versioned for IdemEntry {
+    const KIND: Kind = Kind::IDEM;
     const REVISION: u8 = 1;
 }
 
@@ -218,6 +245,8 @@ pub enum KeyEntry {
     Stock(Sku, BoundedCounter),
     /// An order.
     Order(OrderId, OrderEntry),
+    /// An idempotency record.
+    Idem(IdemKey, IdemEntry),
 }
 
 impl KeyEntry {
@@ -228,11 +257,12 @@ impl KeyEntry {
             KeyEntry::Cart(k, _) => Key::Cart(*k),
             KeyEntry::Stock(k, _) => Key::Stock(k.clone()),
             KeyEntry::Order(k, _) => Key::Order(*k),
+            KeyEntry::Idem(k, _) => Key::Idem(*k),
         }
     }
 }
 
-/// The four keyspaces.
+/// The keyspaces.
 pub struct State {
     /// The catalog.
     pub products: Keyspace<ProductId, ProductState>,
@@ -242,6 +272,8 @@ pub struct State {
     pub stock: Keyspace<Sku, BoundedCounter>,
     /// Orders.
     pub orders: Keyspace<OrderId, OrderEntry>,
+    /// Idempotency records.
+    pub idem: Keyspace<IdemKey, IdemEntry>,
 }
 
 impl Default for State {
@@ -259,6 +291,7 @@ impl State {
             carts: Keyspace::new(KeyspaceId::Carts.tag(), seed),
             stock: Keyspace::new(KeyspaceId::Stock.tag(), seed),
             orders: Keyspace::new(KeyspaceId::Orders.tag(), seed),
+            idem: Keyspace::new(KeyspaceId::Idempotency.tag(), seed),
         }
     }
 
@@ -270,6 +303,7 @@ impl State {
             Key::Cart(k) => self.carts.get(k).map(codec::encode),
             Key::Stock(k) => self.stock.get(k).map(codec::encode),
             Key::Order(k) => self.orders.get(k).map(codec::encode),
+            Key::Idem(k) => self.idem.get(k).map(codec::encode),
         }
     }
 
@@ -286,6 +320,7 @@ impl State {
                 .get(k)
                 .map(|e| KeyEntry::Stock(k.clone(), e.clone())),
             Key::Order(k) => self.orders.get(k).map(|e| KeyEntry::Order(*k, e.clone())),
+            Key::Idem(k) => self.idem.get(k).map(|e| KeyEntry::Idem(*k, e.clone())),
         }
     }
 
@@ -305,8 +340,12 @@ impl State {
                 self.stock.modify(k, |e| *e = v);
             }
             Key::Order(k) => {
-                let v: OrderEntry = codec::decode(bytes)?;
+                let v = OrderEntry::decode_any(bytes)?;
                 self.orders.modify(k, |e| *e = v);
+            }
+            Key::Idem(k) => {
+                let v: IdemEntry = codec::decode(bytes)?;
+                self.idem.modify(k, |e| *e = v);
             }
         }
         Ok(())
@@ -341,19 +380,15 @@ impl State {
             }
             (Key::Stock(k), Some(KeyEntry::Stock(_, o))) => self.stock.modify(k, |e| e.join(o)).1,
             (Key::Order(k), Some(KeyEntry::Order(_, o))) => self.orders.modify(k, |e| e.join(o)).1,
+            (Key::Idem(k), Some(KeyEntry::Idem(_, o))) => self.idem.modify(k, |e| e.join(o)).1,
             // Grow-only keyspaces lose nothing to a peer that lacks a key.
             _ => false,
         }
     }
 
     /// The root hash of each keyspace's digest tree, in tag order.
-    pub fn roots(&self) -> [Hash128; 4] {
-        [
-            self.products.tree().root(),
-            self.carts.tree().root(),
-            self.stock.tree().root(),
-            self.orders.tree().root(),
-        ]
+    pub fn roots(&self) -> [Hash128; KEYSPACES] {
+        KeyspaceId::ALL.map(|ks| self.tree(ks).root())
     }
 
     /// One keyspace's digest tree.
@@ -363,6 +398,7 @@ impl State {
             KeyspaceId::Carts => self.carts.tree(),
             KeyspaceId::Stock => self.stock.tree(),
             KeyspaceId::Orders => self.orders.tree(),
+            KeyspaceId::Idempotency => self.idem.tree(),
         }
     }
 
@@ -389,6 +425,11 @@ impl State {
                 .keys_in_bucket(bucket)
                 .map(|k| Key::Order(*k))
                 .collect(),
+            KeyspaceId::Idempotency => self
+                .idem
+                .keys_in_bucket(bucket)
+                .map(|k| Key::Idem(*k))
+                .collect(),
         }
     }
 
@@ -399,17 +440,36 @@ impl State {
         out.extend(self.carts.iter().map(|(k, _)| Key::Cart(*k)));
         out.extend(self.stock.iter().map(|(k, _)| Key::Stock(k.clone())));
         out.extend(self.orders.iter().map(|(k, _)| Key::Order(*k)));
+        out.extend(self.idem.iter().map(|(k, _)| Key::Idem(*k)));
         out
     }
 
     /// How many keys each keyspace holds, in tag order.
-    pub fn sizes(&self) -> [usize; 4] {
+    pub fn sizes(&self) -> [usize; KEYSPACES] {
         [
             self.products.len(),
             self.carts.len(),
             self.stock.len(),
             self.orders.len(),
+            self.idem.len(),
         ]
+    }
+
+    /// The idempotency records past their window at `now_ms` (the sweep's
+    /// work list).
+    pub fn expired_idem(&self, now_ms: u64, window_ms: u64, max: usize) -> Vec<IdemKey> {
+        self.idem
+            .iter()
+            .filter(|(_, e)| e.expired(now_ms, window_ms))
+            .map(|(k, _)| *k)
+            .take(max)
+            .collect()
+    }
+
+    /// Drops one idempotency record (the local expiry sweep); returns whether
+    /// it was there.
+    pub fn forget_idem(&mut self, key: &IdemKey) -> bool {
+        self.idem.modify(key, |e| *e = IdemEntry::default()).1
     }
 }
 
@@ -424,6 +484,7 @@ mod tests {
             Key::Cart(CartId(uuid::Uuid::from_u128(2))),
             Key::Stock(Sku("SKU-1".into())),
             Key::Order(OrderId(uuid::Uuid::from_u128(3))),
+            Key::Idem(IdemKey(uuid::Uuid::from_u128(4))),
         ];
         for k in keys {
             assert_eq!(Key::from_bytes(&k.to_bytes()), Ok(k));

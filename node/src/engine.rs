@@ -34,6 +34,18 @@ use crate::metrics as m;
 use crate::shutdown::Shutdown;
 use crate::storage::{StorageError, Store};
 
+tokio::task_local! {
+    /// Set by [`Engine::deferred`]: the highest ticket staged or read by
+    /// the request running in this task, whose answer waits for it.
+    static DEFERRED: std::cell::Cell<u64>;
+}
+
+/// Raises the deferred ticket of this task, if it defers; returns whether
+/// it does (the caller then need not wait for durability itself).
+fn defer(ticket: u64) -> bool {
+    DEFERRED.try_with(|d| d.set(d.get().max(ticket))).is_ok()
+}
+
 /// Where an applied delta came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
@@ -219,9 +231,57 @@ impl Engine {
             gauge_log(&r);
             (applied, ticket, kind, extra)
         };
-        self.store.durable(ticket).await?;
+        if !defer(ticket) {
+            self.store.durable(ticket).await?;
+        }
         ::metrics::counter!(m::WRITES, "op" => kind).increment(1);
         Ok((applied, extra))
+    }
+
+    /// Runs one request's handling with durability deferred: its writes and
+    /// its answer reads ([`Engine::read_answer`]) do not wait for the disk
+    /// one by one; this waits once, at the end, for everything they staged
+    /// or saw — so a write and its idempotency record share one flush, and
+    /// the answer still leaves only when both are on stable storage. Reads
+    /// that go to peers ([`Engine::read`]) keep waiting as always.
+    pub async fn deferred<F: std::future::Future>(&self, f: F) -> Result<F::Output, StorageError> {
+        let (out, ticket) = DEFERRED
+            .scope(std::cell::Cell::new(0), async {
+                let out = f.await;
+                (out, DEFERRED.with(|d| d.get()))
+            })
+            .await;
+        self.store.durable(ticket).await?;
+        Ok(out)
+    }
+
+    /// Reads the answer to a client: like [`Engine::read`], except inside
+    /// [`Engine::deferred`], where the wait is left to the end of the request.
+    pub async fn read_answer<R>(&self, f: impl FnOnce(&Replica) -> R) -> R {
+        let (value, ticket) = {
+            let r = self.read_lock();
+            (f(&r), self.store.staged())
+        };
+        if !defer(ticket) {
+            let _ = self.store.durable(ticket).await;
+        }
+        value
+    }
+
+    /// Drops up to `max` idempotency records past their window (the local
+    /// expiry sweep) and deletes them from disk; returns how many.
+    pub async fn sweep_idem(&self, now_ms: u64, max: usize) -> usize {
+        let ticket = {
+            let mut r = self.write_lock();
+            let keys = r.sweep_idem(now_ms, max);
+            if keys.is_empty() {
+                return 0;
+            }
+            let n = keys.len();
+            (self.stage(&r, &keys, [], [], []), n)
+        };
+        let _ = self.store.durable(ticket.0).await;
+        ticket.1
     }
 
     /// Reads from the replica, then waits until everything read is durable.
@@ -254,7 +314,7 @@ impl Engine {
             let mut r = self.write_lock();
             let now = clock::now_ms();
             for bytes in batch {
-                let delta: crdt_core::Delta = match crdt_core::codec::decode(bytes) {
+                let delta = match crdt_core::Delta::decode(bytes) {
                     Ok(d) => d,
                     Err(e) => {
                         tracing::warn!(error = %e, "refusing a malformed delta from a peer");
@@ -465,6 +525,7 @@ pub fn op_kind(op: &Op) -> &'static str {
         Op::Checkout { .. } => "checkout",
         Op::MoveOrder { .. } => "order_move",
         Op::ReturnUnits { .. } => "return_units",
+        Op::Record { .. } => "idempotency_record",
         Op::ClearCart { .. } => "cart_clear",
     }
 }

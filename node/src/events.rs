@@ -187,6 +187,7 @@ pub fn key_text(k: &Key) -> String {
         Key::Cart(c) => c.to_string(),
         Key::Stock(s) => s.0.clone(),
         Key::Order(o) => o.to_string(),
+        Key::Idem(i) => i.to_string(),
     }
 }
 
@@ -207,9 +208,11 @@ fn audience_of(r: &crdt_core::Replica, k: &Key) -> Audience {
             .state()
             .orders
             .get(o)
-            .and_then(|e| e.header.as_ref())
+            .and_then(|e| e.header())
             .map(|h| Audience::Customer(h.customer.clone()))
             .unwrap_or(Audience::Admin),
+        // Records hold answers to customers' writes: operators only.
+        Key::Idem(_) => Audience::Admin,
     }
 }
 
@@ -235,7 +238,7 @@ pub async fn run_bridge(engine: Arc<Engine>, hub: Arc<EventHub>, shutdown: Shutd
                             groups.entry((k.keyspace().as_str(), who)).or_insert_with(|| (aud.clone(), Vec::new())).1.push(key_text(k));
                             if let Key::Order(o) = k
                                 && let Some(e) = r.state().orders.get(o)
-                                && let Some(h) = &e.header
+                                && let Some(h) = e.header()
                             {
                                 orders.push((o.to_string(), e.status.0.as_str(), h.customer.clone()));
                             }

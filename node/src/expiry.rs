@@ -12,6 +12,9 @@
 //! - A cart whose newest line is older than `cart_ttl_days` is emptied by
 //!   the node that wrote that newest line (an observed remove: a line added
 //!   meanwhile elsewhere survives). The cart's owner binding stays.
+//! - Idempotency records older than `idempotency_window_secs` are dropped
+//!   by every node on its own (no delta: the expiry rule is the same
+//!   everywhere).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +42,7 @@ fn expired_orders(engine: &Engine, ttl: Duration, now_ms: u64) -> Vec<OrderId> {
                 r.state()
                     .orders
                     .get(id)
-                    .and_then(|e| e.header.as_ref())
+                    .and_then(|e| e.header())
                     .is_some_and(|h| h.seller == me && h.created_ms < cutoff)
             })
             .take(PER_TICK)
@@ -85,6 +88,12 @@ pub async fn run(engine: Arc<Engine>, limits: FairUse, shutdown: Shutdown) {
                     Err(e) => tracing::warn!(%order, error = %e, "expiring an order failed"),
                 }
             }
+        }
+        // Idempotency records past their window: a local sweep every node
+        // makes at the same HLC deadline (see `crdt_core::idem`).
+        let swept = engine.sweep_idem(now, PER_TICK * 10).await;
+        if swept > 0 {
+            tracing::debug!(swept, "dropped expired idempotency records");
         }
         if let Some(ttl) = limits.cart_ttl {
             for cart in expired_carts(&engine, ttl, now) {

@@ -70,6 +70,7 @@ pub struct Client {
     addr: SocketAddr,
     token: Option<String>,
     timeout: Duration,
+    headers: Vec<(String, String)>,
 }
 
 impl Client {
@@ -79,12 +80,20 @@ impl Client {
             addr,
             token: None,
             timeout: Duration::from_secs(10),
+            headers: Vec::new(),
         }
     }
 
     /// The same client with a bearer token.
     pub fn with_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
+        self
+    }
+
+    /// The same client sending one more header on every request (say, an
+    /// `Idempotency-Key` or `If-Match`).
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_string(), value.into()));
         self
     }
 
@@ -143,6 +152,9 @@ impl Client {
             };
             if let Some(ct) = ct {
                 req = req.header(hyper::header::CONTENT_TYPE, ct);
+            }
+            for (k, v) in &self.headers {
+                req = req.header(k.as_str(), v.as_str());
             }
             let req = req
                 .body(Full::new(Bytes::from(payload)))

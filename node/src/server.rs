@@ -64,12 +64,14 @@ pub async fn start(opts: NodeOptions) -> anyhow::Result<RunningNode> {
     let tokens = pki::load_token_key(&pki).context("loading the cluster secret")?;
     let repl = config.replication.clone();
     let max_cart_lines = config.limits.max_cart_lines;
+    let idem_window_ms = config.limits.idempotency_window.as_millis() as u64;
     let (store, replica, fresh) = storage::open_replica(&node_dir, id, |actor| {
         let mut c = ReplicaConfig::new(actor);
         c.log_max_bytes = repl.delta_log_bytes;
         c.max_drift_ms = repl.max_clock_drift_ms;
         c.hash_seed = rand::random();
         c.max_cart_lines = max_cart_lines;
+        c.idem_window_ms = idem_window_ms;
         c
     })
     .with_context(|| format!("opening the store of node {id}"))?;

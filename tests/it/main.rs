@@ -7,6 +7,7 @@ mod api;
 mod browser;
 mod config_cli;
 mod durability;
+mod idempotency;
 mod replication;
 mod search;
 mod security;

@@ -13,11 +13,12 @@ use crate::clock::{Hlc, HlcClock, Stamp};
 use crate::context::Dot;
 use crate::counter::{BoundedCounter, InsufficientRights};
 use crate::delta::{Delta, Part};
-use crate::ids::{Actor, CartId, OrderId, ProductId};
+use crate::idem::{IdemEntry, IdemRecord};
+use crate::ids::{Actor, CartId, IdemKey, OrderId, ProductId};
 use crate::money::Currency;
-use crate::order::{Address, OrderEntry};
+use crate::order::Address;
 use crate::state::{Sku, State};
-use crate::status::{IllegalMove, MaxReg, OrderStatus};
+use crate::status::{IllegalMove, OrderStatus};
 
 /// Most units of one product a cart line or order line may hold.
 pub const MAX_LINE_QUANTITY: u32 = 1_000_000;
@@ -127,11 +128,20 @@ pub enum Op {
         /// The cart.
         cart: CartId,
     },
-    /// Return a cancelled order's units to this node's rights (the seller
-    /// does this when it applies a cancel accepted elsewhere).
+    /// Return this node's units of an order to its rights: a cancelled
+    /// order it sold (when it applies a cancel accepted elsewhere), or a
+    /// sale of a checkout that another seller's sale won.
     ReturnUnits {
         /// The order.
         order: OrderId,
+    },
+    /// Record the first final answer to an idempotency key (its stamp and
+    /// writer are this node's, whatever the caller filled in).
+    Record {
+        /// The record's key.
+        key: IdemKey,
+        /// The answer.
+        record: Box<IdemRecord>,
     },
 }
 
@@ -200,7 +210,8 @@ pub enum OpError {
         /// Its seller.
         seller: Actor,
     },
-    /// A return for an order that is not cancelled, or already returned.
+    /// A return this node does not owe: the order is not cancelled and its
+    /// sale won, or the units are already back.
     #[error("order {0} has no units to return")]
     NothingToReturn(OrderId),
     /// A quantity or amount beyond what an order may hold.
@@ -317,7 +328,7 @@ fn cart_line(
 
 mod orders;
 
-use orders::{plan_checkout, plan_move, return_parts};
+use orders::{plan_checkout, plan_move, plan_return};
 
 pub(crate) fn plan(op: Op, state: &State, ctx: &mut PlanCtx<'_>) -> Result<Delta, OpError> {
     match op {
@@ -474,32 +485,21 @@ pub(crate) fn plan(op: Op, state: &State, ctx: &mut PlanCtx<'_>) -> Result<Delta
             let hlc = ctx.clock.now_above(ctx.wall_ms, floor);
             Ok(delta(ctx, hlc, covers, parts))
         }
-        Op::ReturnUnits { order } => {
-            let entry = state
-                .orders
-                .get(&order)
-                .ok_or(OpError::OrderNotFound(order))?;
-            let header = entry.header.as_ref().ok_or(OpError::OrderNotFound(order))?;
-            if header.seller != ctx.actor {
-                return Err(OpError::NotSeller {
-                    order,
-                    seller: header.seller,
-                });
-            }
-            if entry.status.0 != OrderStatus::Cancelled || entry.returned {
-                return Err(OpError::NothingToReturn(order));
-            }
-            let mut parts = return_parts(state, ctx.actor, header);
-            parts.push(Part::Order {
-                id: order,
-                entry: Box::new(OrderEntry {
-                    header: None,
-                    status: MaxReg(OrderStatus::Cancelled),
-                    returned: true,
-                }),
-            });
+        Op::ReturnUnits { order } => plan_return(state, ctx, order),
+        Op::Record { key, record } => {
             let hlc = ctx.clock.now(ctx.wall_ms);
-            Ok(delta(ctx, hlc, Vec::new(), parts))
+            let mut record = *record;
+            record.hlc = hlc;
+            record.writer = ctx.actor;
+            Ok(delta(
+                ctx,
+                hlc,
+                Vec::new(),
+                vec![Part::Idem {
+                    key,
+                    entry: Box::new(IdemEntry(Some(record))),
+                }],
+            ))
         }
     }
 }

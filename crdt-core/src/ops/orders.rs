@@ -14,7 +14,7 @@ use crate::ids::{Actor, OrderId, ProductId};
 use crate::money::Currency;
 use crate::order::{Address, OrderEntry, OrderHeader, OrderLine};
 use crate::state::{Sku, State};
-use crate::status::{MaxReg, OrderStatus};
+use crate::status::OrderStatus;
 
 /// Stock parts that give a cancelled order's units back to its seller.
 pub(super) fn return_parts(state: &State, seller: Actor, header: &OrderHeader) -> Vec<Part> {
@@ -41,6 +41,8 @@ pub(super) fn plan_checkout(
     items: CheckoutItems,
     shipping: Address,
 ) -> Result<Delta, OpError> {
+    // One sale per seller: a node that holds the id (its own sale, or one a
+    // peer made under the same idempotency key) never sells it again.
     if state.orders.get(&order).is_some() {
         return Err(OpError::OrderExists(order));
     }
@@ -132,14 +134,46 @@ pub(super) fn plan_checkout(
     }
     parts.push(Part::Order {
         id: order,
-        entry: Box::new(OrderEntry {
-            header: Some(header),
-            status: MaxReg(OrderStatus::Placed),
-            returned: false,
-        }),
+        entry: Box::new(OrderEntry::placed(header)),
     });
     let hlc = ctx.clock.now(ctx.wall_ms);
     Ok(delta(ctx, hlc, covers, parts))
+}
+
+/// The return of this node's units of an order it sold and must give back
+/// (a cancel, or a sale that lost to another seller's).
+pub(super) fn plan_return(
+    state: &State,
+    ctx: &mut PlanCtx<'_>,
+    order: OrderId,
+) -> Result<Delta, OpError> {
+    let entry = state
+        .orders
+        .get(&order)
+        .ok_or(OpError::OrderNotFound(order))?;
+    let Some(mine) = entry.sales.get(&ctx.actor) else {
+        return Err(match entry.header() {
+            Some(h) => OpError::NotSeller {
+                order,
+                seller: h.seller,
+            },
+            None => OpError::OrderNotFound(order),
+        });
+    };
+    if !entry.owes_return(ctx.actor) {
+        return Err(OpError::NothingToReturn(order));
+    }
+    let mut parts = return_parts(state, ctx.actor, mine);
+    parts.push(Part::Order {
+        id: order,
+        entry: Box::new(OrderEntry::moved(
+            OrderStatus::Placed,
+            None,
+            Some(ctx.actor),
+        )),
+    });
+    let hlc = ctx.clock.now(ctx.wall_ms);
+    Ok(delta(ctx, hlc, Vec::new(), parts))
 }
 
 pub(super) fn plan_move(
@@ -152,34 +186,41 @@ pub(super) fn plan_move(
         .orders
         .get(&order)
         .ok_or(OpError::OrderNotFound(order))?;
-    let header = entry.header.as_ref().ok_or(OpError::OrderNotFound(order))?;
+    let header = entry.header().ok_or(OpError::OrderNotFound(order))?;
     let from = entry.status.0;
     if from == to {
         return Err(OpError::Unchanged);
     }
     from.check_move(to)?;
+    // Only the seller of the winning sale ships (never one that gave its
+    // units back).
     let seller = header.seller == ctx.actor;
-    if to == OrderStatus::Shipped && !seller {
+    if to == OrderStatus::Shipped && (!seller || entry.returned.contains(&ctx.actor)) {
         return Err(OpError::NotSeller {
             order,
             seller: header.seller,
         });
     }
-    // A cancel at the seller returns the units in the same delta; a cancel
-    // elsewhere leaves that to the seller when it applies it.
-    let returning = to == OrderStatus::Cancelled && seller && !entry.returned;
-    let mut parts = if returning {
-        return_parts(state, ctx.actor, header)
-    } else {
-        Vec::new()
+    // A cancel at a seller returns its units in the same delta; a cancel
+    // elsewhere leaves that to each seller when it applies it.
+    let mine = entry.sales.get(&ctx.actor);
+    let returning = match mine {
+        Some(h) if to == OrderStatus::Cancelled && entry.owes_return_if_cancelled(ctx.actor) => {
+            Some(h)
+        }
+        _ => None,
+    };
+    let mut parts = match returning {
+        Some(h) => return_parts(state, ctx.actor, h),
+        None => Vec::new(),
     };
     parts.push(Part::Order {
         id: order,
-        entry: Box::new(OrderEntry {
-            header: None,
-            status: MaxReg(to),
-            returned: returning,
-        }),
+        entry: Box::new(OrderEntry::moved(
+            to,
+            (to == OrderStatus::Shipped).then_some(ctx.actor),
+            returning.map(|_| ctx.actor),
+        )),
     });
     let hlc = ctx.clock.now(ctx.wall_ms);
     Ok(delta(ctx, hlc, Vec::new(), parts))

@@ -1,16 +1,43 @@
 //! Secondary indexes of a replica: products by SKU and by category, orders
-//! by customer and by status. Derived state, rebuilt at restore and kept
+//! by customer, by status and by cart. Derived state, rebuilt at restore and kept
 //! current by every change, so a listing costs O(page) rather than a scan of
 //! the keyspace.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::Replica;
-use crate::ids::{OrderId, ProductId};
+use crate::ids::{CartId, OrderId, ProductId};
 use crate::status::OrderStatus;
 
 /// What indexes a product: its SKU and category.
 pub(super) type ProductKeys = (String, String);
+
+/// What indexes an order: its customer, status, placed time and cart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct OrderKeys {
+    pub customer: String,
+    pub status: OrderStatus,
+    pub created_ms: u64,
+    pub cart: Option<CartId>,
+}
+
+impl From<(String, OrderStatus, u64, Option<CartId>)> for OrderKeys {
+    fn from(
+        (customer, status, created_ms, cart): (String, OrderStatus, u64, Option<CartId>),
+    ) -> Self {
+        Self {
+            customer,
+            status,
+            created_ms,
+            cart,
+        }
+    }
+}
+
+/// An order's place in listings: placed time, then id. Ids derived from an
+/// idempotency key are not time-ordered, so listings follow the time the
+/// winning sale was placed.
+pub(super) type OrderPos = (u64, OrderId);
 
 /// The indexes.
 #[derive(Default)]
@@ -19,12 +46,16 @@ pub(super) struct Indexes {
     pub sku: BTreeMap<String, BTreeSet<ProductId>>,
     /// Live products by category.
     pub category: BTreeMap<String, BTreeSet<ProductId>>,
-    /// Every order with a header, by id (UUIDv7: time order).
-    pub orders: BTreeMap<OrderId, (String, OrderStatus)>,
+    /// Every order with a sale, by id.
+    pub orders: BTreeMap<OrderId, OrderKeys>,
+    /// Every order with a sale, in listing order.
+    pub by_time: BTreeSet<OrderPos>,
     /// Orders by customer.
-    pub by_customer: BTreeMap<String, BTreeSet<OrderId>>,
+    pub by_customer: BTreeMap<String, BTreeSet<OrderPos>>,
     /// Orders by status.
-    pub by_status: BTreeMap<OrderStatus, BTreeSet<OrderId>>,
+    pub by_status: BTreeMap<OrderStatus, BTreeSet<OrderPos>>,
+    /// Orders by the cart they were checked out from.
+    pub by_cart: BTreeMap<CartId, BTreeSet<OrderPos>>,
 }
 
 fn unlink<K: Ord, V: Ord>(m: &mut BTreeMap<K, BTreeSet<V>>, k: &K, v: &V) {
@@ -57,26 +88,57 @@ impl Indexes {
         }
     }
 
-    /// Records an order's customer and status (`None`: no header).
-    pub fn set_order(&mut self, id: OrderId, now: Option<(String, OrderStatus)>) {
+    /// Records an order's keys (`None`: no sale known yet).
+    pub fn set_order(&mut self, id: OrderId, now: Option<OrderKeys>) {
         let old = self.orders.get(&id).cloned();
         if old == now {
             return;
         }
-        if let Some((c, s)) = &old {
-            unlink(&mut self.by_customer, c, &id);
-            unlink(&mut self.by_status, s, &id);
+        if let Some(o) = &old {
+            let pos = (o.created_ms, id);
+            self.by_time.remove(&pos);
+            unlink(&mut self.by_customer, &o.customer, &pos);
+            unlink(&mut self.by_status, &o.status, &pos);
+            if let Some(c) = &o.cart {
+                unlink(&mut self.by_cart, c, &pos);
+            }
         }
         match now {
-            Some((c, s)) => {
-                self.by_customer.entry(c.clone()).or_default().insert(id);
-                self.by_status.entry(s).or_default().insert(id);
-                self.orders.insert(id, (c, s));
+            Some(n) => {
+                let pos = (n.created_ms, id);
+                self.by_time.insert(pos);
+                self.by_customer
+                    .entry(n.customer.clone())
+                    .or_default()
+                    .insert(pos);
+                self.by_status.entry(n.status).or_default().insert(pos);
+                if let Some(c) = n.cart {
+                    self.by_cart.entry(c).or_default().insert(pos);
+                }
+                self.orders.insert(id, n);
             }
             None => {
                 self.orders.remove(&id);
             }
         }
+    }
+
+    /// Where listings resume after order `id`: its place if known, else the
+    /// time a UUIDv7 carries (an id this node has not seen yet).
+    fn resume_after(&self, id: &OrderId) -> OrderPos {
+        let ms = self
+            .orders
+            .get(id)
+            .map(|o| o.created_ms)
+            .unwrap_or_else(|| {
+                id.0.get_timestamp()
+                    .map(|t| {
+                        let (s, n) = t.to_unix();
+                        s * 1000 + u64::from(n / 1_000_000)
+                    })
+                    .unwrap_or(0)
+            });
+        (ms, *id)
     }
 }
 
@@ -97,10 +159,10 @@ impl Replica {
         })
     }
 
-    /// Orders in id order (oldest first: ids are time-ordered), after
-    /// `after`, of one customer and/or in one status — from the narrowest
-    /// index, so a page costs O(page) plus, when both filters are given,
-    /// the customer's other orders.
+    /// Orders in listing order (oldest first, by placed time, then id),
+    /// after `after`, of one customer and/or in one status — from the
+    /// narrowest index, so a page costs O(page) plus, when both filters are
+    /// given, the customer's other orders.
     pub fn orders_after<'a>(
         &'a self,
         customer: Option<&'a str>,
@@ -108,37 +170,36 @@ impl Replica {
         after: Option<&OrderId>,
     ) -> Box<dyn Iterator<Item = OrderId> + 'a> {
         use std::ops::Bound::{Excluded, Unbounded};
-        let from = after.map_or(Unbounded, |a| Excluded(*a));
+        let from = after.map_or(Unbounded, |a| Excluded(self.index.resume_after(a)));
         let keep = move |id: &OrderId| {
-            self.index.orders.get(id).is_some_and(|(c, s)| {
-                customer.is_none_or(|x| x == c) && status.is_none_or(|x| x == *s)
+            self.index.orders.get(id).is_some_and(|o| {
+                customer.is_none_or(|x| x == o.customer) && status.is_none_or(|x| x == o.status)
             })
         };
+        let ids =
+            move |set: &'a BTreeSet<OrderPos>| set.range((from, Unbounded)).map(|(_, id)| *id);
         match (customer, status) {
             (Some(c), _) => Box::new(
                 self.index
                     .by_customer
                     .get(c)
                     .into_iter()
-                    .flat_map(move |s| s.range((from, Unbounded)))
-                    .copied()
+                    .flat_map(ids)
                     .filter(move |id| keep(id)),
             ),
-            (None, Some(s)) => Box::new(
-                self.index
-                    .by_status
-                    .get(&s)
-                    .into_iter()
-                    .flat_map(move |set| set.range((from, Unbounded)))
-                    .copied(),
-            ),
-            (None, None) => Box::new(
-                self.index
-                    .orders
-                    .range((from, Unbounded))
-                    .map(|(id, _)| *id),
-            ),
+            (None, Some(s)) => Box::new(self.index.by_status.get(&s).into_iter().flat_map(ids)),
+            (None, None) => Box::new(ids(&self.index.by_time)),
         }
+    }
+
+    /// The latest order checked out from `cart`, if any: a retried checkout
+    /// of a cart its first attempt emptied answers this order.
+    pub fn last_order_of_cart(&self, cart: &CartId) -> Option<OrderId> {
+        self.index
+            .by_cart
+            .get(cart)
+            .and_then(|s| s.iter().next_back())
+            .map(|(_, id)| *id)
     }
 
     /// How many of a customer's orders are placed and not yet paid.

@@ -30,12 +30,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{RepairOutcome, Replica};
-use crate::codec::{self, DecodeError};
+use crate::codec::DecodeError;
 use crate::context::{Covers, Dot, VersionVector};
 use crate::delta::{Delta, RepairSnapshot};
 use crate::digest::{DigestTree, Hash128, NodeRef, bucket_of};
 use crate::ids::Actor;
-use crate::state::{Key, KeyEntry, KeyspaceId};
+use crate::state::{KEYSPACES, Key, KeyEntry, KeyspaceId};
 
 /// Most keys a journal records before the repair is given up (it will be
 /// retried): bounds the memory a repair can hold under heavy traffic.
@@ -59,13 +59,13 @@ pub enum RepairMode {
 /// version vector at the start.
 pub struct RepairBase {
     id: u64,
-    trees: Box<[DigestTree; 4]>,
+    trees: Box<[DigestTree; KEYSPACES]>,
     vv: VersionVector,
 }
 
 impl RepairBase {
-    /// The four keyspace roots at the base, in tag order.
-    pub fn roots(&self) -> [Hash128; 4] {
+    /// The keyspace roots at the base, in tag order.
+    pub fn roots(&self) -> [Hash128; KEYSPACES] {
         std::array::from_fn(|i| self.trees[i].root())
     }
 
@@ -146,12 +146,7 @@ impl Replica {
         let s = &self.state;
         RepairBase {
             id: self.next_repair,
-            trees: Box::new([
-                s.tree(KeyspaceId::Products).clone(),
-                s.tree(KeyspaceId::Carts).clone(),
-                s.tree(KeyspaceId::Stock).clone(),
-                s.tree(KeyspaceId::Orders).clone(),
-            ]),
+            trees: Box::new(KeyspaceId::ALL.map(|ks| s.tree(ks).clone())),
             vv: self.applied.clone(),
         }
     }
@@ -216,8 +211,10 @@ impl Replica {
             if let Some((id, old)) = old_sku {
                 self.reindex_product(&id, old);
             }
-            if let Key::Order(id) = key {
-                self.recheck_return(id);
+            match key {
+                Key::Order(id) => self.recheck_return(id),
+                Key::Idem(k) => self.drop_if_expired(k),
+                _ => {}
             }
         }
         changed
@@ -323,7 +320,7 @@ impl Replica {
         drop(journal);
         let mut removed = BTreeSet::new();
         for bytes in their_newer {
-            let d: Delta = codec::decode(bytes).map_err(RepairRefused::Decode)?;
+            let d = Delta::decode(bytes).map_err(RepairRefused::Decode)?;
             removed.extend(d.covers);
         }
         let mut read = 0u64;
@@ -335,7 +332,7 @@ impl Replica {
                     Some(l) if read <= MAX_EXTRA_DELTAS => l,
                     _ => return Err(RepairRefused::MissingHistory(dot)),
                 };
-                let d: Delta = codec::decode(&logged.bytes).map_err(RepairRefused::Decode)?;
+                let d = Delta::decode(&logged.bytes).map_err(RepairRefused::Decode)?;
                 removed.extend(d.covers);
             }
         }
@@ -371,6 +368,9 @@ impl Replica {
             Key::Order(k) => {
                 self.state.orders.modify(k, |e| *e = Default::default());
                 self.recheck_return(k);
+            }
+            Key::Idem(k) => {
+                self.state.forget_idem(k);
             }
         }
         had

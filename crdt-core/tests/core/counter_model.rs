@@ -145,7 +145,7 @@ fn run(seed: u64) {
         let mut live: BTreeMap<OrderId, u64> = BTreeMap::new();
         for rep in &reps {
             for (id, o) in rep.state().orders.iter() {
-                if let Some(h) = &o.header {
+                if let Some(h) = o.header() {
                     let units: u64 = h.lines.iter().map(|l| u64::from(l.quantity)).sum();
                     let st = reps
                         .iter()

@@ -8,7 +8,9 @@ use std::collections::BTreeSet;
 use crdt_core::causal::Causal;
 use crdt_core::clock::{Hlc, Stamp};
 use crdt_core::counter::BoundedCounter;
+use crdt_core::idem::{IdemEntry, IdemRecord};
 use crdt_core::lww::Lww;
+use crdt_core::order::{OrderEntry, OrderHeader};
 use crdt_core::orset::{OrMap, OrSet};
 use crdt_core::status::{MaxReg, OrderStatus};
 use crdt_core::{Actor, Replica, ReplicaConfig};
@@ -179,6 +181,57 @@ fn counters(seed: u64) -> Vec<BoundedCounter> {
     c
 }
 
+/// Order entries as histories make them: up to three sales of one
+/// checkout (by the three replicas), any status, returns and ships.
+fn order_entry() -> impl Strategy<Value = OrderEntry> {
+    (
+        prop::collection::btree_map(0usize..3, 0u64..4, 0..3),
+        status(),
+        prop::collection::btree_set(0usize..3, 0..3),
+        prop::collection::btree_set(0usize..3, 0..2),
+    )
+        .prop_map(|(sales, st, returned, shipped)| {
+            let a = actors();
+            let mut e = OrderEntry::default();
+            for (r, ms) in sales {
+                let mut h = sample_header();
+                h.seller = a[r];
+                h.created_ms = ms;
+                e.join(&OrderEntry::placed(h));
+            }
+            e.status = MaxReg(st);
+            e.returned = returned.into_iter().map(|r| a[r]).collect();
+            e.shipped = shipped.into_iter().map(|r| a[r]).collect();
+            e
+        })
+}
+
+fn sample_header() -> OrderHeader {
+    OrderHeader {
+        customer: "alice".into(),
+        seller: actors()[0],
+        lines: Vec::new(),
+        currency: crate::support::usd(),
+        total_minor: 0,
+        shipping: crate::support::address(),
+        created_ms: 0,
+        cart: None,
+    }
+}
+
+fn idem_entry() -> impl Strategy<Value = IdemEntry> {
+    prop::option::of((0u64..4, 0usize..3, 200u16..203)).prop_map(|r| {
+        IdemEntry(r.map(|(ms, a, status)| IdemRecord {
+            hlc: Hlc { ms, logical: 0 },
+            writer: actors()[a],
+            fingerprint: [a as u8; 16],
+            status,
+            location: None,
+            body: Some(vec![a as u8]),
+        }))
+    })
+}
+
 fn join_causal<S: crdt_core::causal::DotStore>(a: &Causal<S>, b: &Causal<S>) -> Causal<S> {
     a.joined(b)
 }
@@ -207,6 +260,25 @@ proptest! {
     #[test]
     fn maxreg_laws(x in status(), y in status(), z in status()) {
         check_laws(&MaxReg(x), &MaxReg(y), &MaxReg(z), |a, b| { let mut r = *a; r.join(b); r });
+    }
+
+    #[test]
+    fn order_entry_laws(x in order_entry(), y in order_entry(), z in order_entry()) {
+        let join = |a: &OrderEntry, b: &OrderEntry| { let mut r = a.clone(); r.join(b); r };
+        check_laws(&x, &y, &z, join);
+        // The winning sale is a function of the joined state: the same
+        // whichever way the join was taken, and one of the sales.
+        let xy = join(&x, &y);
+        let yx = join(&y, &x);
+        prop_assert_eq!(xy.header(), yx.header());
+        if let Some(h) = xy.header() {
+            prop_assert!(xy.sales.get(&h.seller) == Some(h));
+        }
+    }
+
+    #[test]
+    fn idem_entry_laws(x in idem_entry(), y in idem_entry(), z in idem_entry()) {
+        check_laws(&x, &y, &z, |a, b| { let mut r = a.clone(); r.join(b); r });
     }
 
     #[test]

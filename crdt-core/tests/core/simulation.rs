@@ -20,7 +20,9 @@ use crdt_core::delta::Delta;
 use crdt_core::repair::RepairBase;
 use crdt_core::{Actor, Dot, KeyspaceId, RepairSnapshot, Replica, ReplicaConfig};
 
-use crate::support::{Rng, Universe, actor, check_stock_invariants, persisted, random_op};
+use crate::support::{
+    Rng, Universe, actor, check_sold_once, check_stock_invariants, persisted, random_op,
+};
 
 /// How faithfully the simulated nodes keep the durable frontier.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -436,6 +438,10 @@ fn lose_a_write(sim: &mut Sim, seed: u64, rng: &mut Rng) -> Result<(), String> {
     Ok(())
 }
 
+/// Orders that two nodes sold under one idempotency key, over all runs: the
+/// runs must make some, or the sold-once check proves nothing.
+static RESOLD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 fn verify(sim: &Sim, seed: u64) -> Result<(), String> {
     let first = &sim.nodes[0].rep;
     let d0 = first.digest();
@@ -462,6 +468,11 @@ fn verify(sim: &Sim, seed: u64) -> Result<(), String> {
             }
         }
         check_stock_invariants(r).map_err(|e| format!("seed {seed} after heal: {e}"))?;
+        check_sold_once(r).map_err(|e| format!("seed {seed} after heal: {e}"))?;
+        if i == 0 {
+            let resold = r.state().orders.iter().filter(|(_, o)| o.resold()).count();
+            RESOLD.fetch_add(resold as u64, std::sync::atomic::Ordering::Relaxed);
+        }
     }
     Ok(())
 }
@@ -475,6 +486,10 @@ fn a_thousand_seeds_converge_through_crashes_and_concurrent_repairs() {
     for seed in 0..seeds {
         run(seed, 150, Frontier::Kept).unwrap_or_else(|e| panic!("{e}"));
     }
+    assert!(
+        RESOLD.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "no run sold one checkout on two nodes"
+    );
 }
 
 #[test]

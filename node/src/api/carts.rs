@@ -12,7 +12,7 @@ use crdt_core::{CartId, Op, OpError, ProductId};
 use super::AppState;
 use super::dto::{AddItem, CartPage, CartView, ListCarts, SetItem, page_limit, take_page};
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, ApiQuery, Caller, path_param};
+use super::extract::{ApiJson, ApiQuery, Caller, cart_param, path_param};
 use crate::engine::WriteError;
 
 /// 403 when a customer acts on a cart bound to another customer.
@@ -24,7 +24,7 @@ async fn check_owner(
     let Some(me) = customer else { return Ok(()) };
     let owner = state
         .engine
-        .read(|r| {
+        .read_answer(|r| {
             r.state()
                 .carts
                 .get(&cart)
@@ -42,14 +42,15 @@ async fn check_owner(
 async fn cart_view(
     state: &AppState,
     id: CartId,
+    name: &str,
     customer: Option<&str>,
 ) -> Result<CartView, ApiError> {
     let view = state
         .engine
-        .read(|r| {
+        .read_answer(|r| {
             let e = r.state().carts.get(&id);
             let owner = e.and_then(|e| e.customer().map(str::to_string));
-            (CartView::new(id.0, e), owner)
+            (CartView::new(name.to_string(), e), owner)
         })
         .await;
     match (customer, view.1) {
@@ -58,14 +59,14 @@ async fn cart_view(
         ))),
         // A cart no customer has written (an admin's) shows a customer
         // nothing, exactly as a missing cart does.
-        (Some(_), None) => Ok(CartView::new(id.0, None)),
+        (Some(_), None) => Ok(CartView::new(name.to_string(), None)),
         _ => Ok(view.0),
     }
 }
 
 /// The cart (empty if nothing was ever added).
 #[utoipa::path(get, path = "/api/v1/carts/{cartId}", tag = "carts",
-    params(("cartId" = Uuid, Path, description = "Cart id")), security(("bearer" = [])),
+    params(("cartId" = String, Path, description = "Cart id: a UUID or 1–64 of A–Z a–z 0–9 . _ -")), security(("bearer" = [])),
     responses((status = 200, description = "The cart", body = CartView),
         (status = 403, description = "Another customer's cart", body = ErrorBody)))]
 pub async fn get_cart(
@@ -74,13 +75,16 @@ pub async fn get_cart(
     Path(id): Path<String>,
 ) -> Result<Json<CartView>, ApiError> {
     let customer = caller.customer()?;
-    let id = CartId(path_param("cartId", &id)?);
-    Ok(Json(cart_view(&state, id, customer.as_deref()).await?))
+    let cart = CartId::from_client(&id)
+        .map_err(|_| ApiError::not_found("cart_not_found", format!("cart {id:.80} not found")))?;
+    Ok(Json(
+        cart_view(&state, cart, &id, customer.as_deref()).await?,
+    ))
 }
 
 /// Adds units of a product to a cart (a cart holds no stock).
 #[utoipa::path(post, path = "/api/v1/carts/{cartId}/items", tag = "carts", request_body = AddItem,
-    params(("cartId" = Uuid, Path, description = "Cart id")), security(("bearer" = [])),
+    params(("cartId" = String, Path, description = "Cart id: a UUID or 1–64 of A–Z a–z 0–9 . _ -")), security(("bearer" = [])),
     responses((status = 200, description = "The cart after the change", body = CartView),
         (status = 403, description = "Another customer's cart", body = ErrorBody),
         (status = 404, description = "No such product", body = ErrorBody),
@@ -92,7 +96,7 @@ pub async fn add_item(
     ApiJson(body): ApiJson<AddItem>,
 ) -> Result<Json<CartView>, ApiError> {
     let customer = caller.customer()?;
-    let cart = CartId(path_param("cartId", &id)?);
+    let cart = cart_param("cartId", &id)?;
     check_owner(&state, cart, customer.as_deref()).await?;
     if body.quantity == 0 || body.quantity > crdt_core::ops::MAX_LINE_QUANTITY {
         return Err(ApiError::field("quantity", "must be between 1 and 1000000"));
@@ -106,12 +110,14 @@ pub async fn add_item(
             customer: customer.clone(),
         })
         .await?;
-    Ok(Json(cart_view(&state, cart, customer.as_deref()).await?))
+    Ok(Json(
+        cart_view(&state, cart, &id, customer.as_deref()).await?,
+    ))
 }
 
 /// Sets a line's quantity; 0 removes the line.
 #[utoipa::path(put, path = "/api/v1/carts/{cartId}/items/{productId}", tag = "carts", request_body = SetItem,
-    params(("cartId" = Uuid, Path, description = "Cart id"), ("productId" = Uuid, Path, description = "Product id")),
+    params(("cartId" = String, Path, description = "Cart id: a UUID or 1–64 of A–Z a–z 0–9 . _ -"), ("productId" = Uuid, Path, description = "Product id")),
     security(("bearer" = [])),
     responses((status = 200, description = "The cart after the change", body = CartView),
         (status = 403, description = "Another customer's cart", body = ErrorBody),
@@ -124,7 +130,7 @@ pub async fn set_item(
     ApiJson(body): ApiJson<SetItem>,
 ) -> Result<Json<CartView>, ApiError> {
     let customer = caller.customer()?;
-    let cart = CartId(path_param("cartId", &id)?);
+    let cart = cart_param("cartId", &id)?;
     check_owner(&state, cart, customer.as_deref()).await?;
     let product = ProductId(path_param("productId", &product)?);
     if body.quantity > crdt_core::ops::MAX_LINE_QUANTITY {
@@ -143,12 +149,14 @@ pub async fn set_item(
         Ok(_) | Err(WriteError::Op(OpError::Unchanged)) => {}
         Err(e) => return Err(e.into()),
     }
-    Ok(Json(cart_view(&state, cart, customer.as_deref()).await?))
+    Ok(Json(
+        cart_view(&state, cart, &id, customer.as_deref()).await?,
+    ))
 }
 
 /// Removes a line from a cart.
 #[utoipa::path(delete, path = "/api/v1/carts/{cartId}/items/{productId}", tag = "carts",
-    params(("cartId" = Uuid, Path, description = "Cart id"), ("productId" = Uuid, Path, description = "Product id")),
+    params(("cartId" = String, Path, description = "Cart id: a UUID or 1–64 of A–Z a–z 0–9 . _ -"), ("productId" = Uuid, Path, description = "Product id")),
     security(("bearer" = [])),
     responses((status = 200, description = "The cart after the change", body = CartView),
         (status = 403, description = "Another customer's cart", body = ErrorBody),
@@ -159,7 +167,7 @@ pub async fn remove_item(
     Path((id, product)): Path<(String, String)>,
 ) -> Result<Json<CartView>, ApiError> {
     let customer = caller.customer()?;
-    let cart = CartId(path_param("cartId", &id)?);
+    let cart = cart_param("cartId", &id)?;
     check_owner(&state, cart, customer.as_deref()).await?;
     let product = ProductId(path_param("productId", &product)?);
     state
@@ -170,7 +178,9 @@ pub async fn remove_item(
             customer: customer.clone(),
         })
         .await?;
-    Ok(Json(cart_view(&state, cart, customer.as_deref()).await?))
+    Ok(Json(
+        cart_view(&state, cart, &id, customer.as_deref()).await?,
+    ))
 }
 
 /// A page of carts (admin).
@@ -186,13 +196,14 @@ pub async fn list_carts(
     let cursor = q.cursor.map(CartId);
     let page = state
         .engine
-        .read(|r| {
+        .read_answer(|r| {
             let all = r
                 .state()
                 .carts
                 .iter_after(cursor.as_ref())
-                .map(|(id, e)| CartView::new(id.0, Some(e)));
-            let (items, next_cursor) = take_page(all, limit, |c| c.id);
+                .map(|(id, e)| (id.0, CartView::new(id.to_string(), Some(e))));
+            let (items, next_cursor) = take_page(all, limit, |c| c.0);
+            let items = items.into_iter().map(|(_, v)| v).collect();
             CartPage { items, next_cursor }
         })
         .await;

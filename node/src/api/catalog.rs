@@ -28,7 +28,7 @@ fn product_view(r: &Replica, id: &ProductId) -> Option<ProductView> {
 async fn view_or_404(state: &AppState, id: ProductId) -> Result<ProductView, ApiError> {
     state
         .engine
-        .read(|r| product_view(r, &id))
+        .read_answer(|r| product_view(r, &id))
         .await
         .ok_or_else(|| ApiError::not_found("product_not_found", format!("product {id} not found")))
 }
@@ -82,7 +82,7 @@ pub async fn price_history(
     let id = ProductId(path_param("id", &id)?);
     state
         .engine
-        .read(|r| r.product(&id).map(|rec| PriceHistory::new(&rec)))
+        .read_answer(|r| r.product(&id).map(|rec| PriceHistory::new(&rec)))
         .await
         .map(Json)
         .ok_or_else(|| ApiError::not_found("product_not_found", format!("product {id} not found")))
@@ -99,7 +99,7 @@ pub async fn list_products(
     let cursor = q.cursor.map(ProductId);
     let page = state
         .engine
-        .read(|r| {
+        .read_answer(|r| {
             // A category listing walks its index; either way a page costs
             // O(page), whatever the size of the catalog.
             let (items, next_cursor) = match q.category.as_deref() {
@@ -139,7 +139,7 @@ pub async fn patch_product(
     let id = ProductId(path_param("id", &id)?);
     let current = state
         .engine
-        .read(|r| r.product(&id).map(|p| p.price.value.currency))
+        .read_answer(|r| r.product(&id).map(|p| p.price.value.currency))
         .await
         .ok_or_else(|| {
             ApiError::not_found("product_not_found", format!("product {id} not found"))
@@ -216,7 +216,7 @@ pub async fn search(
     let hits = state.search.search(text, k, q.category.as_deref());
     let views = state
         .engine
-        .read(|r| {
+        .read_answer(|r| {
             hits.iter()
                 .filter_map(|h| {
                     product_view(r, &h.id).map(|product| SearchHitView {

@@ -75,6 +75,23 @@ where
         .map_err(|e| ApiError::bad_request("invalid_path", format!("path parameter {name}: {e}")))
 }
 
+/// A cart id from the path or a body: a UUID or a client-chosen name
+/// (see [`CartId::from_client`]); 400 naming `field` otherwise.
+pub fn cart_param(field: &str, raw: &str) -> Result<crdt_core::CartId, ApiError> {
+    crdt_core::CartId::from_client(raw).map_err(|e| ApiError::field(field, e))
+}
+
+/// An id in a GET's path: one of the wrong shape names nothing, so it is
+/// answered like any unknown id — 404 with the resource's `code`.
+pub fn get_param<T: std::str::FromStr>(
+    raw: &str,
+    code: &'static str,
+    what: &str,
+) -> Result<T, ApiError> {
+    raw.parse::<T>()
+        .map_err(|_| ApiError::not_found(code, format!("{what} {raw:.80} not found")))
+}
+
 /// Query parameters, parsed strictly (unknown parameters → 400).
 pub struct ApiQuery<T>(pub T);
 
@@ -102,22 +119,31 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Some(h) = parts.headers.get(header::AUTHORIZATION) else {
-            return Ok(Caller(None));
-        };
-        let text = h
-            .to_str()
-            .map_err(|_| ApiError::unauthorized("the Authorization header is not text"))?;
-        let token = text
-            .strip_prefix("Bearer ")
-            .or_else(|| text.strip_prefix("bearer "))
-            .ok_or_else(|| ApiError::unauthorized("expected `Authorization: Bearer <token>`"))?;
-        let claims = state
-            .tokens
-            .verify(token.trim(), clock::now_secs())
-            .map_err(|e| ApiError::unauthorized(e.to_string()))?;
-        Ok(Caller(Some(claims)))
+        claims_of(&parts.headers, state).map(Caller)
     }
+}
+
+/// The claims of the request's bearer token: `None` without one, 401 for
+/// one that does not check out.
+pub fn claims_of(
+    headers: &axum::http::HeaderMap,
+    state: &AppState,
+) -> Result<Option<Claims>, ApiError> {
+    let Some(h) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let text = h
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("the Authorization header is not text"))?;
+    let token = text
+        .strip_prefix("Bearer ")
+        .or_else(|| text.strip_prefix("bearer "))
+        .ok_or_else(|| ApiError::unauthorized("expected `Authorization: Bearer <token>`"))?;
+    state
+        .tokens
+        .verify(token.trim(), clock::now_secs())
+        .map(Some)
+        .map_err(|e| ApiError::unauthorized(e.to_string()))
 }
 
 impl Caller {

@@ -132,6 +132,7 @@ pub async fn bucket(
                         crdt_core::state::KeyEntry::Cart(_, e) => serde_json::to_value(e),
                         crdt_core::state::KeyEntry::Stock(_, e) => serde_json::to_value(e),
                         crdt_core::state::KeyEntry::Order(_, e) => serde_json::to_value(e),
+                        crdt_core::state::KeyEntry::Idem(_, e) => serde_json::to_value(e),
                     }
                     .ok()?;
                     Some(BucketEntry {

@@ -12,7 +12,7 @@ use super::extract::{ApiJson, Caller};
 async fn inventory(state: &AppState, s: &Sku) -> Result<InventoryView, ApiError> {
     state
         .engine
-        .read(|r| {
+        .read_answer(|r| {
             let known = r.products_with_sku(&s.0).next().is_some();
             match r.state().stock.get(s) {
                 Some(c) => Some(InventoryView::new(&s.0, c)),
@@ -50,7 +50,7 @@ pub async fn restock(
     }
     let known = state
         .engine
-        .read(|r| r.products_with_sku(&s.0).next().is_some())
+        .read_answer(|r| r.products_with_sku(&s.0).next().is_some())
         .await;
     if !known {
         return Err(ApiError::not_found(

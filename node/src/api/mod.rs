@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod inspect;
 pub mod inventory;
 pub mod middleware;
@@ -64,6 +65,8 @@ pub struct AppInner {
     pub request_metrics: middleware::RequestMetrics,
     /// The OpenAPI document, rendered once.
     pub openapi: String,
+    /// Idempotency keys whose first request is running here.
+    pub in_flight: idempotency::InFlight,
 }
 
 impl std::ops::Deref for AppInner {
@@ -206,6 +209,7 @@ pub fn router(services: Services, extra: Router<AppState>) -> Router {
         services,
         request_metrics: middleware::RequestMetrics::default(),
         openapi,
+        in_flight: idempotency::InFlight::default(),
     }));
     let mut extra = extra;
     if std::env::var(system::TEST_HOOKS_ENV).is_ok_and(|v| v == "1") {
@@ -223,6 +227,10 @@ pub fn router(services: Services, extra: Router<AppState>) -> Router {
         .route("/openapi.json", axum::routing::get(system::openapi))
         .merge(extra)
         .fallback(|| async { error::ApiError::not_found("not_found", "no such endpoint") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::layer,
+        ))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

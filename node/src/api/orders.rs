@@ -3,15 +3,16 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use crdt_core::status::OrderStatus;
-use crdt_core::{CartId, CheckoutItems, Op, OpError, OrderId, ProductId};
+use crdt_core::{CheckoutItems, Op, OpError, OrderId, ProductId};
 use uuid::Uuid;
 
 use super::AppState;
 use super::dto::{Checkout, ListOrders, OrderPage, OrderView, page_limit, take_page};
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, ApiQuery, Caller, path_param};
+use super::extract::{ApiJson, ApiQuery, Caller, cart_param, get_param, path_param};
 use crate::auth::Role;
 use crate::engine::WriteError;
 
@@ -19,7 +20,7 @@ async fn order_view(state: &AppState, id: OrderId, caller: &Caller) -> Result<Or
     let customer = caller.customer()?;
     let view = state
         .engine
-        .read(|r| {
+        .read_answer(|r| {
             r.state()
                 .orders
                 .get(&id)
@@ -38,19 +39,39 @@ async fn order_view(state: &AppState, id: OrderId, caller: &Caller) -> Result<Or
     }
 }
 
+/// The answer naming an order that a checkout made: `status`, the order,
+/// and its `Location`.
+fn placed(status: StatusCode, view: OrderView) -> Response {
+    let location = format!("/api/v1/orders/{}", view.id);
+    let mut resp = (status, Json(view)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
 /// Places an order from a cart or from line items, selling against this
 /// node's stock rights — asking peers for rights when short, and answering
 /// 409 `insufficient_stock` rather than overselling or waiting on a partition.
+///
+/// With an `Idempotency-Key`, the order's id is derived from the customer
+/// and the key, so a retry on any node names the same order: a node that
+/// already holds it answers it (200) instead of selling again. Without a
+/// key, checking out a cart that an earlier checkout emptied answers that
+/// order (200) — the retry of a checkout whose answer was lost.
 #[utoipa::path(post, path = "/api/v1/orders", tag = "orders", request_body = Checkout, security(("bearer" = [])),
-    responses((status = 201, description = "Placed", body = OrderView),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key names the same order on every node")),
+    responses((status = 201, description = "Placed", body = OrderView, headers(("Location" = String, description = "The order"))),
+        (status = 200, description = "Placed earlier, by this checkout's first attempt", body = OrderView),
         (status = 403, description = "Another customer's cart or id", body = ErrorBody),
         (status = 404, description = "A product does not exist", body = ErrorBody),
         (status = 409, description = "Insufficient stock, empty order or mixed currencies", body = ErrorBody)))]
 pub async fn checkout(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<Checkout>,
-) -> Result<(StatusCode, Json<OrderView>), ApiError> {
+) -> Result<Response, ApiError> {
     let claims = caller.any()?;
     let customer = super::dto::text("customerId", &body.customer_id, 100, false)?;
     if claims.role == Role::Customer && claims.sub != customer {
@@ -59,7 +80,7 @@ pub async fn checkout(
         ));
     }
     let items = match (body.cart_id, body.line_items) {
-        (Some(c), None) => CheckoutItems::Cart(CartId(c)),
+        (Some(c), None) => CheckoutItems::Cart(cart_param("cartId", &c)?),
         (None, Some(lines)) => {
             if lines.is_empty() || lines.len() > 100 {
                 return Err(ApiError::field("lineItems", "must hold 1–100 lines"));
@@ -83,7 +104,25 @@ pub async fn checkout(
             ));
         }
     };
-    let shipping = body.shipping_address.validate()?;
+    let shipping = body.shipping_address.validate(&customer)?;
+    let key = super::idempotency::key_of(&headers)?;
+    let order = match &key {
+        Some(k) => OrderId::for_checkout(&customer, k),
+        None => OrderId(Uuid::now_v7()),
+    };
+    // A retry that reaches a node holding the order (its own sale, or a
+    // peer's under the same key) answers it; a customer never learns of
+    // another's order this way, since the id is derived from their own id.
+    if key.is_some()
+        && state
+            .engine
+            .peek(|r| r.state().orders.get(&order).is_some())
+    {
+        return Ok(placed(
+            StatusCode::OK,
+            order_view(&state, order, &caller).await?,
+        ));
+    }
     let max_open = state.config.limits.max_open_orders_per_customer;
     let open = state.engine.peek(|r| r.open_orders_of(&customer));
     if open >= max_open {
@@ -95,10 +134,13 @@ pub async fn checkout(
             ),
         ));
     }
-    let order = OrderId(Uuid::now_v7());
+    let cart = match &items {
+        CheckoutItems::Cart(c) => Some(*c),
+        CheckoutItems::Lines(_) => None,
+    };
     let op = Op::Checkout {
         order,
-        customer,
+        customer: customer.clone(),
         items,
         shipping,
     };
@@ -107,10 +149,38 @@ pub async fn checkout(
     for _ in 0..=100 {
         match state.engine.write(op.clone()).await {
             Ok(_) => {
-                return Ok((
+                return Ok(placed(
                     StatusCode::CREATED,
-                    Json(order_view(&state, order, &caller).await?),
+                    order_view(&state, order, &caller).await?,
                 ));
+            }
+            Err(WriteError::Op(OpError::OrderExists(_))) if key.is_some() => {
+                return Ok(placed(
+                    StatusCode::OK,
+                    order_view(&state, order, &caller).await?,
+                ));
+            }
+            Err(WriteError::Op(OpError::EmptyOrder)) => {
+                // The cart was emptied by a checkout of this customer: that
+                // is the order this request is asking for again.
+                let earlier = cart.and_then(|c| {
+                    state.engine.peek(|r| {
+                        r.last_order_of_cart(&c).filter(|o| {
+                            r.state()
+                                .orders
+                                .get(o)
+                                .and_then(|e| e.header())
+                                .is_some_and(|h| h.customer == customer)
+                        })
+                    })
+                });
+                return match earlier {
+                    Some(o) => Ok(placed(
+                        StatusCode::OK,
+                        order_view(&state, o, &caller).await?,
+                    )),
+                    None => Err(OpError::EmptyOrder.into()),
+                };
             }
             // Ask peers even when this node's view of the stock says too
             // little: a restock elsewhere may not have arrived yet.
@@ -152,12 +222,12 @@ pub async fn get_order(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<OrderView>, ApiError> {
-    let id = OrderId(path_param("id", &id)?);
+    let id = OrderId(get_param(&id, "order_not_found", "order")?);
     Ok(Json(order_view(&state, id, &caller).await?))
 }
 
-/// A page of orders, oldest first (ids are time-ordered); customers see
-/// only their own.
+/// A page of orders, oldest first (by the time each was placed, then id);
+/// customers see only their own.
 #[utoipa::path(get, path = "/api/v1/orders", tag = "orders", params(ListOrders), security(("bearer" = [])),
     responses((status = 200, description = "A page of orders", body = OrderPage)))]
 pub async fn list_orders(
@@ -188,7 +258,7 @@ pub async fn list_orders(
     let cursor = q.cursor.map(OrderId);
     let page = state
         .engine
-        .read(|r| {
+        .read_answer(|r| {
             // From the customer or status index, in id (time) order: a page
             // costs O(page), never a scan of every order.
             let matching = r

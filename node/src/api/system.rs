@@ -192,7 +192,7 @@ pub async fn forget_key(
     caller: super::extract::Caller,
     super::extract::ApiJson(body): super::extract::ApiJson<ForgetKey>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    use crdt_core::{CartId, Key, KeyspaceId, OrderId, ProductId, Sku};
+    use crdt_core::{CartId, IdemKey, Key, KeyspaceId, OrderId, ProductId, Sku};
     caller.admin()?;
     let ks = super::inspect::keyspace(&body.keyspace)?;
     let uuid = || {
@@ -203,6 +203,7 @@ pub async fn forget_key(
         KeyspaceId::Carts => Key::Cart(CartId(uuid()?)),
         KeyspaceId::Orders => Key::Order(OrderId(uuid()?)),
         KeyspaceId::Stock => Key::Stock(Sku(body.key.clone())),
+        KeyspaceId::Idempotency => Key::Idem(IdemKey(uuid()?)),
     };
     let had = state
         .engine

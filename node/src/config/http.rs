@@ -274,6 +274,8 @@ pub struct RawLimits {
     pub unpaid_order_ttl_secs: Option<u64>,
     /// Days after its last change when a cart is removed (0: never).
     pub cart_ttl_days: Option<u64>,
+    /// Seconds an idempotency record is kept (default 24 h).
+    pub idempotency_window_secs: Option<u64>,
 }
 
 /// Fair use of carts and orders: what one customer may tie up.
@@ -287,6 +289,8 @@ pub struct FairUse {
     pub unpaid_order_ttl: Option<Duration>,
     /// When an untouched cart is removed (`None`: never).
     pub cart_ttl: Option<Duration>,
+    /// How long an idempotency record is kept.
+    pub idempotency_window: Duration,
 }
 
 impl FairUse {
@@ -330,6 +334,14 @@ impl FairUse {
                 .then(|| in_range(invalid, "limits.cart_ttl_days", cart_days, 1, 3_650))
                 .transpose()?
                 .map(|d| Duration::from_secs(d * 86_400)),
+            // Under a minute is only for tests; 24 h is what clients expect.
+            idempotency_window: Duration::from_secs(in_range(
+                invalid,
+                "limits.idempotency_window_secs",
+                l.idempotency_window_secs.unwrap_or(86_400),
+                60,
+                30 * 86_400,
+            )?),
         })
     }
 }

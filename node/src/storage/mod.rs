@@ -218,7 +218,7 @@ impl Store {
         let mut stale = sled::Batch::default();
         for kv in db.scan_prefix([LOG]) {
             let (k, v) = kv?;
-            let d: crdt_core::Delta = codec::decode(&v).map_err(|source| StorageError::Decode {
+            let d = crdt_core::Delta::decode(&v).map_err(|source| StorageError::Decode {
                 key: format!("log {:?}", &k[..]),
                 source,
             })?;
@@ -244,11 +244,10 @@ impl Store {
             })?;
             let mut live = 0u32;
             for bytes in deltas {
-                let d: crdt_core::Delta =
-                    codec::decode(bytes).map_err(|source| StorageError::Decode {
-                        key: format!("segment {seg}"),
-                        source,
-                    })?;
+                let d = crdt_core::Delta::decode(bytes).map_err(|source| StorageError::Decode {
+                    key: format!("segment {seg}"),
+                    source,
+                })?;
                 if !below_floor(&d.dot) {
                     places.place.insert(d.dot, Some(seg));
                     live += 1;
@@ -480,7 +479,7 @@ mod tests {
             let live = segment_deltas(&v)
                 .expect("segment")
                 .into_iter()
-                .map(|b| codec::decode::<crdt_core::Delta>(b).expect("delta").dot.seq)
+                .map(|b| crdt_core::Delta::decode(b).expect("delta").dot.seq)
                 .filter(|seq| *seq > floor)
                 .count();
             assert!(live > 0, "segment {k:?} outlived its deltas");
@@ -524,7 +523,7 @@ mod tests {
             let live = segment_deltas(&v)
                 .expect("segment")
                 .into_iter()
-                .filter(|b| codec::decode::<crdt_core::Delta>(b).expect("delta").dot.seq > floor3)
+                .filter(|b| crdt_core::Delta::decode(b).expect("delta").dot.seq > floor3)
                 .count();
             assert!(
                 live > 0,

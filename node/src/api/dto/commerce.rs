@@ -86,8 +86,8 @@ pub struct CartItemView {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CartView {
-    /// Cart id.
-    pub id: Uuid,
+    /// Cart id, as the client named it (a UUID or a name).
+    pub id: String,
     /// The customer it belongs to (null until a customer writes to it).
     pub customer_id: Option<String>,
     /// Lines, in product order.
@@ -96,7 +96,7 @@ pub struct CartView {
 
 impl CartView {
     /// The view of a cart entry (or of an empty cart).
-    pub fn new(id: Uuid, e: Option<&CartEntry>) -> Self {
+    pub fn new(id: String, e: Option<&CartEntry>) -> Self {
         Self {
             id,
             customer_id: e.and_then(|e| e.customer().map(str::to_string)),
@@ -116,46 +116,58 @@ impl CartView {
 
 // ---------------------------------------------------------------- orders
 
-/// A shipping address.
+/// A shipping address. Besides our names, the shapes other shops and
+/// seed data send are read: `street` (or `address1`) for `line1`,
+/// `address2` for `line2`, `state` (or `province`) for `region`, `zip`,
+/// `zipCode` or `postcode` for `postalCode`, and a country as alpha-2 or
+/// alpha-3 (`US` or `USA`, stored as `US`). Without a `name`, the order's
+/// customer id is the recipient.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AddressDto {
-    /// Recipient.
+    /// Recipient (default: the customer id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(min_length = 1, max_length = 100)]
-    pub name: String,
-    /// Street and number.
+    pub name: Option<String>,
+    /// Street and number (also read as `street` or `address1`).
+    #[serde(alias = "street", alias = "address1")]
     #[schema(min_length = 1, max_length = 100)]
     pub line1: String,
-    /// More of the street address.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// More of the street address (also read as `address2`).
+    #[serde(default, alias = "address2", skip_serializing_if = "Option::is_none")]
     #[schema(max_length = 100)]
     pub line2: Option<String>,
     /// City.
     #[schema(min_length = 1, max_length = 100)]
     pub city: String,
-    /// State or region.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// State or region (also read as `state` or `province`).
+    #[serde(
+        default,
+        alias = "state",
+        alias = "province",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(max_length = 100)]
     pub region: Option<String>,
-    /// Postal code.
+    /// Postal code (also read as `zip`, `zipCode` or `postcode`).
+    #[serde(alias = "zip", alias = "zipCode", alias = "postcode")]
     #[schema(min_length = 1, max_length = 20)]
     pub postal_code: String,
-    /// ISO 3166-1 alpha-2 country code.
-    #[schema(pattern = "^[A-Z]{2}$")]
+    /// ISO 3166-1 country code, alpha-2 or alpha-3 (answered as alpha-2).
+    #[schema(pattern = "^[A-Za-z]{2,3}$")]
     pub country: String,
 }
 
 impl AddressDto {
-    /// The validated address.
-    pub fn validate(&self) -> Result<Address, ApiError> {
+    /// The validated address; `recipient` names it when the body does not.
+    pub fn validate(&self, recipient: &str) -> Result<Address, ApiError> {
         let f = |n: &str| format!("shippingAddress.{n}");
-        let country = self.country.trim();
-        if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(ApiError::field(
+        let country = super::country::alpha2(&self.country).ok_or_else(|| {
+            ApiError::field(
                 &f("country"),
-                "must be an ISO 3166-1 alpha-2 code such as \"GB\"",
-            ));
-        }
+                "must be an ISO 3166-1 code such as \"US\" or \"USA\"",
+            )
+        })?;
         let opt = |n: &str, v: &Option<String>, max: usize| -> Result<Option<String>, ApiError> {
             v.as_deref()
                 .map(|x| text(&f(n), x, max, true))
@@ -163,7 +175,12 @@ impl AddressDto {
                 .map(|o| o.filter(|s| !s.is_empty()))
         };
         Ok(Address {
-            name: text(&f("name"), &self.name, 100, false)?,
+            name: text(
+                &f("name"),
+                self.name.as_deref().unwrap_or(recipient),
+                100,
+                false,
+            )?,
             line1: text(&f("line1"), &self.line1, 100, false)?,
             line2: opt("line2", &self.line2, 100)?,
             city: text(&f("city"), &self.city, 100, false)?,
@@ -176,7 +193,7 @@ impl AddressDto {
     /// The DTO of a stored address.
     pub fn from_address(a: &Address) -> Self {
         Self {
-            name: a.name.clone(),
+            name: Some(a.name.clone()),
             line1: a.line1.clone(),
             line2: a.line2.clone(),
             city: a.city.clone(),
@@ -202,8 +219,9 @@ pub struct LineItemRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Checkout {
-    /// Check out this cart (exclusive with `lineItems`).
-    pub cart_id: Option<Uuid>,
+    /// Check out this cart (exclusive with `lineItems`): a UUID or a name
+    /// of 1–64 of `A–Z a–z 0–9 . _ -`.
+    pub cart_id: Option<String>,
     /// Or buy these lines.
     pub line_items: Option<Vec<LineItemRequest>>,
     /// Who buys.
@@ -257,7 +275,7 @@ pub struct OrderView {
 impl OrderView {
     /// The view of an order, if its header has arrived.
     pub fn new(id: Uuid, e: &OrderEntry) -> Option<Self> {
-        let h = e.header.as_ref()?;
+        let h = e.header()?;
         let m = |minor| Money {
             minor,
             currency: h.currency,

@@ -8,6 +8,7 @@
 
 mod catalog;
 mod commerce;
+mod country;
 
 pub use catalog::*;
 pub use commerce::*;
