@@ -4,6 +4,7 @@
 #![allow(missing_docs)]
 
 mod api;
+mod api_shapes;
 mod browser;
 mod config_cli;
 mod durability;

@@ -12,7 +12,7 @@ use super::dto::{
     SearchHitView, SearchQuery, SearchResults, SetPrice, page_limit, take_page,
 };
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, ApiQuery, Caller, path_param};
+use super::extract::{ApiJson, ApiQuery, Caller, get_param, path_param};
 
 fn product_view(r: &Replica, id: &ProductId) -> Option<ProductView> {
     let rec = r.product(id)?;
@@ -66,7 +66,7 @@ pub async fn get_product(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ProductView>, ApiError> {
-    let id = ProductId(path_param("id", &id)?);
+    let id = ProductId(get_param(&id, "product_not_found", "product")?);
     Ok(Json(view_or_404(&state, id).await?))
 }
 
@@ -79,7 +79,7 @@ pub async fn price_history(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<PriceHistory>, ApiError> {
-    let id = ProductId(path_param("id", &id)?);
+    let id = ProductId(get_param(&id, "product_not_found", "product")?);
     state
         .engine
         .read_answer(|r| r.product(&id).map(|rec| PriceHistory::new(&rec)))

@@ -6,6 +6,8 @@
 
 pub mod carts;
 pub mod catalog;
+pub mod conditional;
+pub mod cors;
 pub mod dto;
 pub mod error;
 pub mod extract;
@@ -223,10 +225,20 @@ pub fn router(services: Services, extra: Router<AppState>) -> Router {
                 axum::routing::post(system::forget_key),
             );
     }
-    router
+    let routes = router
         .route("/openapi.json", axum::routing::get(system::openapi))
         .merge(extra)
-        .fallback(|| async { error::ApiError::not_found("not_found", "no such endpoint") })
+        .fallback(|| async { error::ApiError::not_found("not_found", "no such endpoint") });
+    // The bare routes, for the conditional layer to read a resource's
+    // current representation with (no limits: it is this node asking).
+    let probe = routes.clone().with_state(state.clone());
+    // Outermost first: CORS and request ids; the gate (limits, timeouts);
+    // idempotency (a replay is answered before any precondition, which the
+    // first attempt's own write would now fail); conditional requests.
+    routes
+        .layer(axum::middleware::from_fn(move |req, next| {
+            conditional::layer(probe.clone(), req, next)
+        }))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             idempotency::layer,
@@ -235,6 +247,10 @@ pub fn router(services: Services, extra: Router<AppState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::gate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cors::layer,
         ))
         .with_state(state)
 }

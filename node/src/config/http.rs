@@ -46,6 +46,8 @@ pub struct RawHttp {
     pub tls_cert_file: Option<PathBuf>,
     /// PEM private key for HTTPS on the API.
     pub tls_key_file: Option<PathBuf>,
+    /// Origins whose browsers may call the API (CORS); none by default.
+    pub cors_origins: Option<Vec<String>>,
 }
 
 /// One rate as written.
@@ -111,11 +113,43 @@ pub struct HttpConfig {
     pub max_event_subscribers: usize,
     /// HTTPS certificate and key, resolved against the file's folder.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Origins allowed to call the API from a browser (`scheme://host[:port]`).
+    pub cors_origins: Vec<String>,
 }
 
 /// The checkout route, limited by default: it is the most expensive write
 /// (it may ask every peer for stock rights).
 pub const CHECKOUT_ROUTE: &str = "POST /api/v1/orders";
+
+/// Validates `http.cors_origins`: each an exact origin, `http(s)://host`
+/// with an optional port and nothing after it (`*` is refused: an API that
+/// takes bearer tokens names the shops it serves).
+fn cors_origins(
+    raw: &[String],
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<Vec<String>, ConfigError> {
+    raw.iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let rest = o
+                .strip_prefix("https://")
+                .or_else(|| o.strip_prefix("http://"));
+            let ok = rest.is_some_and(|r| {
+                !r.is_empty()
+                    && r.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+            });
+            if ok {
+                Ok(o.to_ascii_lowercase())
+            } else {
+                Err(invalid(
+                    &format!("http.cors_origins[{i}]"),
+                    format!("{o:?} is not an origin such as \"https://shop.example.com\" (scheme and host, no path, no *)"),
+                ))
+            }
+        })
+        .collect()
+}
 
 fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
     invalid: &dyn Fn(&str, String) -> ConfigError,
@@ -258,6 +292,7 @@ impl HttpConfig {
                 100_000,
             )?,
             tls,
+            cors_origins: cors_origins(h.cors_origins.as_deref().unwrap_or(&[]), invalid)?,
         })
     }
 }
