@@ -24,5 +24,6 @@ pub mod observe;
 pub mod procs;
 pub mod proxy;
 pub mod report;
+pub mod retrying;
 pub mod run;
 pub mod workload;

@@ -44,6 +44,10 @@ struct Args {
     /// Operations per second per client.
     #[arg(long, default_value_t = 10.0)]
     rate: f64,
+    /// Retrying shoppers (keyed writes retried up to three times on random
+    /// nodes), beside the clients.
+    #[arg(long, default_value_t = 3)]
+    retry_clients: usize,
     /// Convergence limit after a heal (e.g. 10s).
     #[arg(long, default_value = "10s")]
     converge_limit: String,
@@ -146,6 +150,7 @@ async fn main_async(a: Args) -> anyhow::Result<Validity> {
         seed,
         kinds: kinds(&a.nemesis)?,
         clients: a.clients,
+        retry_clients: a.retry_clients,
         rate: a.rate,
         pace,
         converge_limit: concord_node::inspect::parse_duration(&a.converge_limit)?,

@@ -17,6 +17,7 @@ use crate::nemesis::{self, FaultKind, Pace};
 use crate::observe::{measure_heal, metric, read_node};
 use crate::procs::{ProcessCluster, Spec};
 use crate::report;
+use crate::retrying::{self, RetryLog};
 use crate::workload::{self, ClientProc, Shared};
 
 /// How to run.
@@ -32,6 +33,8 @@ pub struct Options {
     pub kinds: Vec<FaultKind>,
     /// Client processes.
     pub clients: usize,
+    /// Retrying shoppers ([`crate::retrying`]).
+    pub retry_clients: usize,
     /// Operations per second per client.
     pub rate: f64,
     /// Fault and gap lengths.
@@ -54,6 +57,22 @@ pub struct Outcome {
 
 /// The nodes' header timeout in a chaos run, ms.
 const HEADER_TIMEOUT_MS: u64 = 2_000;
+
+/// Every node's digest, as `/api/v1/cluster/status` reports it.
+async fn digests(c: &ProcessCluster, n: usize) -> Vec<Option<String>> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let d = match c.client(i).get("/api/v1/cluster/status").await {
+            Ok(a) => a
+                .json::<Value>()
+                .ok()
+                .and_then(|v| v["digest"].as_str().map(str::to_string)),
+            Err(_) => None,
+        };
+        out.push(d);
+    }
+    out
+}
 
 /// Runs a chaos test.
 pub async fn run(o: Options) -> anyhow::Result<Outcome> {
@@ -138,8 +157,32 @@ pub async fn run(o: Options) -> anyhow::Result<Outcome> {
         } {}
     }
 
+    // The retrying shoppers' SKUs, stocked on every node before any fault.
+    let retry_log = Arc::new(Mutex::new(RetryLog::default()));
+    let admins: Vec<Client> = (0..ids.len())
+        .map(|i| c.client(i).with_timeout(Duration::from_secs(5)))
+        .collect();
+    let shoppers = retrying::setup(
+        &ids,
+        &admins,
+        |i, name| {
+            Client::new(c.nodes[i].http)
+                .with_token(c.token(concord_node::auth::Role::Customer, name))
+                .with_timeout(Duration::from_secs(2))
+        },
+        o.retry_clients,
+        o.seed,
+        retry_log.clone(),
+        &history,
+    )
+    .await
+    .context("setting up the retrying shoppers")?;
+
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut clients = Vec::new();
+    for s in shoppers {
+        clients.push(tokio::spawn(retrying::run(s, o.rate, stop_rx.clone())));
+    }
     for k in 0..o.clients {
         let proc_ = ClientProc {
             name: format!("c{k}"),
@@ -310,16 +353,43 @@ pub async fn run(o: Options) -> anyhow::Result<Outcome> {
         .iter()
         .map(|p| p.1.clone())
         .collect();
+    // Nodes keep writing after the heal on their own (unpaid orders expire
+    // at their sellers, losing sales are returned), so one round of reads
+    // can straddle such a write: read until every node reports the same
+    // digest before and after the round.
+    let retry_log = retry_log.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let mut finals = FinalReads::new();
-    let mut wire = json!({"messages": 0.0, "bytes": 0.0, "udpBytes": 0.0});
-    for (i, id) in ids.iter().enumerate() {
-        let cl = nem.c.client(i).with_timeout(Duration::from_secs(10));
-        match read_node(&cl, &skus).await {
-            Ok(r) => {
-                finals.insert(id.clone(), r);
+    let mut retry_reads = BTreeMap::new();
+    for round in 0..8 {
+        let _ = concord_node::inspect::converge(&cfg, o.converge_limit).await;
+        let before = digests(&nem.c, ids.len()).await;
+        finals.clear();
+        retry_reads.clear();
+        for (i, id) in ids.iter().enumerate() {
+            let cl = nem.c.client(i).with_timeout(Duration::from_secs(10));
+            match read_node(&cl, &skus).await {
+                Ok(r) => {
+                    finals.insert(id.clone(), r);
+                }
+                Err(e) => tracing::error!(node = %id, error = %e, "final read failed"),
             }
-            Err(e) => tracing::error!(node = %id, error = %e, "final read failed"),
+            match retrying::read(&cl, &retry_log).await {
+                Ok(r) => {
+                    retry_reads.insert(id.clone(), r);
+                }
+                Err(e) => tracing::error!(node = %id, error = %e, "retry read failed"),
+            }
         }
+        let after = digests(&nem.c, ids.len()).await;
+        let one = before.first().cloned().flatten();
+        if one.is_some() && before.iter().chain(&after).all(|d| *d == one) {
+            break;
+        }
+        tracing::info!(round, "a node wrote during the final reads: reading again");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let mut wire = json!({"messages": 0.0, "bytes": 0.0, "udpBytes": 0.0});
+    for i in 0..ids.len() {
         if let Ok(a) = nem.c.anonymous(i).get("/metrics").await {
             let t = a.text();
             wire["messages"] = json!(
@@ -359,6 +429,10 @@ pub async fn run(o: Options) -> anyhow::Result<Outcome> {
             checkers::bounded::check(&nem.hostile_windows, HEADER_TIMEOUT_MS),
         ),
         ("audience", checkers::audience::check(&audience_probes)),
+        (
+            "exactly-once",
+            checkers::exactly_once::check(&retry_log, &retry_reads),
+        ),
     ];
     let stats = checkers::stats::compute(&all_ops, &heals, &wire);
     let mut faults = schedule.clone();

@@ -6,6 +6,7 @@ pub mod audience;
 pub mod bounded;
 pub mod convergence;
 pub mod durability;
+pub mod exactly_once;
 pub mod frontier;
 pub mod oversell;
 pub mod set_full;
