@@ -54,6 +54,7 @@ async fn worker(
     w: usize,
     until: Instant,
     make: Arc<RequestFn>,
+    keyed: Option<u64>,
 ) -> (Vec<f64>, u64) {
     use http_body_util::{BodyExt, Full};
     use hyper::body::Bytes;
@@ -91,6 +92,9 @@ async fn worker(
             if body.is_some() {
                 req = req.header(hyper::header::CONTENT_TYPE, "application/json");
             }
+            if let Some(run) = keyed {
+                req = req.header("idempotency-key", format!("{run:x}-{w}-{i}"));
+            }
             let Ok(req) = req.body(Full::new(Bytes::from(body.unwrap_or_default()))) else {
                 errors += 1;
                 continue;
@@ -127,6 +131,21 @@ pub async fn run(
     duration: Duration,
     make: Arc<RequestFn>,
 ) -> LoadReport {
+    run_with(label, addr, token, clients, duration, make, false).await
+}
+
+/// Like [`run`]; with `keyed`, every request carries a fresh
+/// `Idempotency-Key` (unique to this run, worker and request).
+pub async fn run_with(
+    label: &str,
+    addr: SocketAddr,
+    token: Option<String>,
+    clients: usize,
+    duration: Duration,
+    make: Arc<RequestFn>,
+    keyed: bool,
+) -> LoadReport {
+    let run_id = keyed.then(rand::random::<u64>);
     let start = Instant::now();
     let until = start + duration;
     let mut hs = Vec::new();
@@ -137,6 +156,7 @@ pub async fn run(
             w,
             until,
             make.clone(),
+            run_id,
         )));
     }
     let mut all = Vec::new();

@@ -241,15 +241,18 @@ impl Engine {
     /// Runs one request's handling with durability deferred: its writes and
     /// its answer reads ([`Engine::read_answer`]) do not wait for the disk
     /// one by one; this waits once, at the end, for everything they staged
-    /// or saw — so a write and its idempotency record share one flush, and
-    /// the answer still leaves only when both are on stable storage. Reads
+    /// or saw — and its first batch is held out of the flush until then
+    /// ([`crate::storage::hold`]), so a write and its idempotency record
+    /// reach the disk in one group commit, and the answer still leaves only
+    /// when both are on stable storage. Reads
     /// that go to peers ([`Engine::read`]) keep waiting as always.
     pub async fn deferred<F: std::future::Future>(&self, f: F) -> Result<F::Output, StorageError> {
-        let (out, ticket) = DEFERRED
-            .scope(std::cell::Cell::new(0), async {
+        let (out, ticket) = self
+            .store
+            .holding(DEFERRED.scope(std::cell::Cell::new(0), async {
                 let out = f.await;
                 (out, DEFERRED.with(|d| d.get()))
-            })
+            }))
             .await;
         self.store.durable(ticket).await?;
         Ok(out)

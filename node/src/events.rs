@@ -226,6 +226,9 @@ pub async fn run_bridge(engine: Arc<Engine>, hub: Arc<EventHub>, shutdown: Shutd
     loop {
         tokio::select! {
             ev = rx.recv() => match ev {
+                // Idempotency records are the node's bookkeeping, not news
+                // for any audience.
+                Ok(Event::Applied(a, _)) if a.changed.iter().all(|k| matches!(k, Key::Idem(_))) => {}
                 Ok(Event::Applied(a, origin)) => {
                     let origin = match origin { Origin::Local => "local".to_string(), Origin::Remote(p) => p.map(|p| p.to_string()).unwrap_or_else(|| "peer".into()) };
                     let keys = a.changed.clone();

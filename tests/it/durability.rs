@@ -97,6 +97,28 @@ async fn every_sequential_acknowledgement_is_behind_an_fdatasync() {
         syncs >= writes,
         "{writes} sequential acknowledged writes, but only {syncs} fdatasync/fsync calls ({ranges} sync_file_range)"
     );
+    // With an Idempotency-Key, the write and its record share one group
+    // commit: as many syncs as without a key, not twice as many.
+    let trace = Strace::count_syncs(pid_os, &c.dir().join("syncs-keyed.txt")).expect("strace attaches");
+    for k in 0..writes {
+        let cart = uuid::Uuid::new_v4();
+        let a = admin
+            .clone()
+            .with_header("Idempotency-Key", format!("sync-{k}"))
+            .post(
+                &format!("/api/v1/carts/{cart}/items"),
+                &json!({"productId": pid, "quantity": 1}),
+            )
+            .await
+            .expect("answers");
+        assert_eq!(a.status.as_u16(), 200, "{}", a.text());
+    }
+    let text = trace.stop();
+    let keyed = disks::count_calls(&text, "fdatasync") + disks::count_calls(&text, "fsync");
+    assert!(
+        keyed >= writes && keyed * 4 <= syncs * 5 + 20,
+        "{writes} keyed writes took {keyed} syncs, against {syncs} without keys"
+    );
 }
 
 /// The node's data directory on the power-cut filesystem: `kill -9` and

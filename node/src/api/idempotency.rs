@@ -179,10 +179,19 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     };
     let fp = fingerprint(&parts.method, &parts.uri, &bytes);
     let now = clock::now_ms();
-    let record = state
+    // The common case, no record, decides nothing that leaves the node and
+    // needs no wait; a record about to be replayed is read durably.
+    let known = state
         .engine
-        .read(|r| r.idem_record(&id, now).cloned())
-        .await;
+        .peek(|r| r.idem_record(&id, now).is_some());
+    let record = if known {
+        state
+            .engine
+            .read(|r| r.idem_record(&id, now).cloned())
+            .await
+    } else {
+        None
+    };
     match (decide(record.as_ref(), &fp), &record) {
         (Decision::Replay, Some(r)) => return replay(r),
         (Decision::Mismatch, _) => {

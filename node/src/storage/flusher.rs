@@ -94,7 +94,15 @@ impl Store {
             // Everything queued so far, in ticket order, as one batch: a
             // later write to a key replaces an earlier one, which is what
             // applying them one by one would leave on disk.
-            let queued = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
+            // Not past a held batch (see `hold`): its release wakes us again.
+            let queued: Vec<_> = {
+                let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+                let n = match self.lowest_hold() {
+                    Some(h) => q.iter().take_while(|(t, _)| *t < h).count(),
+                    None => q.len(),
+                };
+                q.drain(..n).collect()
+            };
             if let Some(&(target, _)) = queued.last() {
                 let mut merged: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> =
                     std::collections::BTreeMap::new();

@@ -28,6 +28,7 @@
 
 pub mod disk_sync;
 pub mod flusher;
+pub mod hold;
 pub mod incarnation;
 mod segments;
 
@@ -139,6 +140,8 @@ pub struct Store {
     closing: std::sync::atomic::AtomicBool,
     /// Staged batches not yet applied, with their tickets, in ticket order.
     queue: std::sync::Mutex<Vec<(u64, Staged)>>,
+    /// Tickets held back from the flush ([`hold`]).
+    holds: std::sync::Mutex<std::collections::BTreeSet<u64>>,
     /// Where the logged deltas are stored (the writing stage's own).
     places: std::sync::Mutex<LogPlaces>,
     /// The highest ticket on disk (a fast path for readers).
@@ -276,6 +279,7 @@ impl Store {
             wake: std::sync::Condvar::new(),
             closing: std::sync::atomic::AtomicBool::new(false),
             queue: std::sync::Mutex::new(Vec::new()),
+            holds: std::sync::Mutex::new(Default::default()),
             places: std::sync::Mutex::new(places),
             durable_ticket: AtomicU64::new(0),
             written: std::sync::Mutex::new(Written::default()),
@@ -325,10 +329,20 @@ impl Store {
                 .collect(),
             dropped: dropped.into_iter().copied().collect(),
         };
+        let hold = Self::vacant_hold();
         let ticket = {
             let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
             let t = self.staged.fetch_add(1, Ordering::SeqCst) + 1;
             q.push((t, staged));
+            // Registered under the queue lock, so the flusher never takes
+            // this batch before it knows it is held.
+            if let Some(h) = hold {
+                self.holds
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(t);
+                h.store(t, Ordering::Release);
+            }
             t
         };
         self.request_flush();
@@ -343,6 +357,8 @@ impl Store {
     /// Waits until the batch with `ticket` (and every batch before it) is on
     /// disk.
     pub async fn durable(&self, ticket: u64) -> Result<(), StorageError> {
+        // A task never waits on its own hold.
+        self.release_current();
         if self.durable_ticket.load(Ordering::Acquire) >= ticket {
             return Ok(());
         }

@@ -11,20 +11,21 @@ use serde_json::{Value, json};
 use crate::{cart, create_products, dir_size, single_node};
 
 /// Durable cart adds and product GETs with 64 clients; bytes on disk.
-pub(crate) async fn http(clients: usize, secs: u64, fill: u64) -> anyhow::Result<Value> {
+pub(crate) async fn http(
+    clients: usize,
+    secs: u64,
+    fill: u64,
+    rounds: usize,
+) -> anyhow::Result<Value> {
     let c = single_node().await?;
     let admin = c.client(0);
     let products = Arc::new(create_products(&admin, 1_000, "B").await?);
     let addr = c.nodes[0].http;
     let token = Some(c.admin_token());
-    // Durable cart adds: random carts among 100k (an upsert of one line).
-    let p = products.clone();
-    let adds = loadgen::run(
-        "durable cart adds",
-        addr,
-        token.clone(),
-        clients,
-        Duration::from_secs(secs),
+    // Durable cart adds: random carts among 100k (an upsert of one line),
+    // then the same with an Idempotency-Key on every add, alternating so
+    // that both see the same machine: the record's cost per write.
+    let add = |p: Arc<Vec<String>>| -> Arc<loadgen::RequestFn> {
         Arc::new(move |w, i| {
             let n = (w as u64)
                 .wrapping_mul(0x9E37_79B9)
@@ -39,9 +40,36 @@ pub(crate) async fn http(clients: usize, secs: u64, fill: u64) -> anyhow::Result
                 format!("/api/v1/carts/{}/items", cart(n)),
                 Some(body.into_bytes()),
             ))
-        }),
-    )
-    .await;
+        })
+    };
+    let mut plain = Vec::new();
+    let mut keyed = Vec::new();
+    for round in 0..rounds.max(1) {
+        for with_key in [false, true] {
+            let label = if with_key {
+                format!("durable cart adds with Idempotency-Key, round {round}")
+            } else {
+                format!("durable cart adds, round {round}")
+            };
+            let r = loadgen::run_with(
+                &label,
+                addr,
+                token.clone(),
+                clients,
+                Duration::from_secs(secs),
+                add(products.clone()),
+                with_key,
+            )
+            .await;
+            if with_key { keyed.push(r) } else { plain.push(r) }
+        }
+    }
+    let ratio: Vec<f64> = plain
+        .iter()
+        .zip(&keyed)
+        .map(|(a, b)| b.rps / a.rps.max(1e-9))
+        .collect();
+    let adds = json!({"plain": plain, "keyed": keyed, "keyed_over_plain": ratio});
     let p = products.clone();
     let gets = loadgen::run(
         "product GETs",

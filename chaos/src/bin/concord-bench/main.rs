@@ -53,6 +53,9 @@ enum What {
         /// Entries for the bytes-on-disk measurement (0 skips it).
         #[arg(long, default_value_t = 100_000)]
         fill: u64,
+        /// Rounds of cart adds without and with an Idempotency-Key.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// Semantic search through HTTP on a node holding many products.
     Search {
@@ -166,7 +169,8 @@ async fn main() -> anyhow::Result<()> {
             clients,
             secs,
             fill,
-        } => http(clients, secs, fill).await?,
+            rounds,
+        } => http(clients, secs, fill, rounds).await?,
         What::Replication {
             divergence,
             frozen_secs,
