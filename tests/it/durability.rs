@@ -99,7 +99,8 @@ async fn every_sequential_acknowledgement_is_behind_an_fdatasync() {
     );
     // With an Idempotency-Key, the write and its record share one group
     // commit: as many syncs as without a key, not twice as many.
-    let trace = Strace::count_syncs(pid_os, &c.dir().join("syncs-keyed.txt")).expect("strace attaches");
+    let trace =
+        Strace::count_syncs(pid_os, &c.dir().join("syncs-keyed.txt")).expect("strace attaches");
     for k in 0..writes {
         let cart = uuid::Uuid::new_v4();
         let a = admin

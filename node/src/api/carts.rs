@@ -68,15 +68,20 @@ async fn cart_view(
 #[utoipa::path(get, path = "/api/v1/carts/{cartId}", tag = "carts",
     params(("cartId" = String, Path, description = "Cart id: a UUID or 1–64 of A–Z a–z 0–9 . _ -")), security(("bearer" = [])),
     responses((status = 200, description = "The cart", body = CartView),
-        (status = 403, description = "Another customer's cart", body = ErrorBody)))]
+        (status = 403, description = "Another customer's cart", body = ErrorBody),
+        (status = 404, description = "Not a cart id (`cart_not_found`): neither a UUID nor a valid name", body = ErrorBody)))]
 pub async fn get_cart(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<CartView>, ApiError> {
     let customer = caller.customer()?;
-    let cart = CartId::from_client(&id)
-        .map_err(|_| ApiError::not_found("cart_not_found", format!("cart {id:.80} not found")))?;
+    let cart = CartId::from_client(&id).map_err(|_| {
+        ApiError::not_found(
+            "cart_not_found",
+            format!("cart {:.80} not found", id.escape_debug()),
+        )
+    })?;
     Ok(Json(
         cart_view(&state, cart, &id, customer.as_deref()).await?,
     ))

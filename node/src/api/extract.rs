@@ -88,8 +88,9 @@ pub fn get_param<T: std::str::FromStr>(
     code: &'static str,
     what: &str,
 ) -> Result<T, ApiError> {
-    raw.parse::<T>()
-        .map_err(|_| ApiError::not_found(code, format!("{what} {raw:.80} not found")))
+    raw.parse::<T>().map_err(|_| {
+        ApiError::not_found(code, format!("{what} {:.80} not found", raw.escape_debug()))
+    })
 }
 
 /// Query parameters, parsed strictly (unknown parameters → 400).

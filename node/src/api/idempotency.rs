@@ -181,9 +181,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     let now = clock::now_ms();
     // The common case, no record, decides nothing that leaves the node and
     // needs no wait; a record about to be replayed is read durably.
-    let known = state
-        .engine
-        .peek(|r| r.idem_record(&id, now).is_some());
+    let known = state.engine.peek(|r| r.idem_record(&id, now).is_some());
     let record = if known {
         state
             .engine

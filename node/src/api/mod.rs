@@ -134,19 +134,45 @@ impl Modify for CommonResponses {
         );
         for item in openapi.paths.paths.values_mut() {
             let ops = [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.patch,
-                &mut item.delete,
+                (&mut item.get, false),
+                (&mut item.post, true),
+                (&mut item.put, true),
+                (&mut item.patch, true),
+                (&mut item.delete, true),
             ];
-            for op in ops.into_iter().flatten() {
+            for (op, write) in ops
+                .into_iter()
+                .filter_map(|(o, w)| o.as_mut().map(|o| (o, w)))
+            {
                 let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
                 let r = &mut op.responses.responses;
+                if !write {
+                    r.entry("304".to_string()).or_insert_with(|| {
+                        RefOr::T(
+                            ResponseBuilder::new()
+                                .description("Not modified: If-None-Match named the current ETag")
+                                .build(),
+                        )
+                    });
+                }
                 let mut add = |code: &str, d: &str| {
                     r.entry(code.to_string())
                         .or_insert_with(|| error_response(d));
                 };
+                if write {
+                    add(
+                        "409",
+                        "A request with this Idempotency-Key is still running (`idempotency_key_in_flight`)",
+                    );
+                    add(
+                        "412",
+                        "If-Match named an ETag the resource no longer has (`precondition_failed`)",
+                    );
+                    add(
+                        "422",
+                        "The Idempotency-Key was used with another request (`idempotency_key_reused`)",
+                    );
+                }
                 add("400", "Malformed request: the message names the field");
                 add("429", "Too many requests (per address, token or route)");
                 add(

@@ -61,7 +61,11 @@ pub(crate) async fn http(
                 with_key,
             )
             .await;
-            if with_key { keyed.push(r) } else { plain.push(r) }
+            if with_key {
+                keyed.push(r)
+            } else {
+                plain.push(r)
+            }
         }
     }
     let ratio: Vec<f64> = plain
