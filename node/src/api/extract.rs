@@ -76,7 +76,7 @@ where
 }
 
 /// A cart id from the path or a body: a UUID or a client-chosen name
-/// (see [`CartId::from_client`]); 400 naming `field` otherwise.
+/// (see [`crdt_core::CartId::from_client`]); 400 naming `field` otherwise.
 pub fn cart_param(field: &str, raw: &str) -> Result<crdt_core::CartId, ApiError> {
     crdt_core::CartId::from_client(raw).map_err(|e| ApiError::field(field, e))
 }
