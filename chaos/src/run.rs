@@ -431,7 +431,17 @@ pub async fn run(o: Options) -> anyhow::Result<Outcome> {
         ("audience", checkers::audience::check(&audience_probes)),
         (
             "exactly-once",
-            checkers::exactly_once::check(&retry_log, &retry_reads),
+            checkers::exactly_once::check(
+                &retry_log,
+                &retry_reads,
+                &schedule
+                    .iter()
+                    .filter_map(|f| match f.action {
+                        nemesis::Action::Wipe(i) => ids.get(i).cloned(),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
         ),
     ];
     let stats = checkers::stats::compute(&all_ops, &heals, &wire);

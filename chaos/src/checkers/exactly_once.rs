@@ -8,6 +8,9 @@
 //! quantity lies between the adds answered 2xx and those plus the adds whose
 //! every answer was lost — widened by one per add whose retry crossed to
 //! another node (that one may apply twice, or lose to a concurrent write).
+//! A node whose store the nemesis wiped loses what it had not replicated
+//! yet, as any lost disk does: a cart with adds answered by a wiped node is
+//! held to the upper bound only (a double application still shows).
 
 use std::collections::BTreeMap;
 
@@ -25,7 +28,11 @@ fn all_lost(attempts: &[crate::retrying::Attempt]) -> bool {
 }
 
 /// Runs the checker over the log and every node's final read.
-pub fn check(log: &RetryLog, reads: &BTreeMap<String, RetryRead>) -> Verdict {
+pub fn check(
+    log: &RetryLog,
+    reads: &BTreeMap<String, RetryRead>,
+    wiped: &std::collections::BTreeSet<String>,
+) -> Verdict {
     let mut problems: Vec<String> = Vec::new();
     let retried = log
         .checkouts
@@ -87,9 +94,14 @@ pub fn check(log: &RetryLog, reads: &BTreeMap<String, RetryRead>) -> Verdict {
             let done = adds.iter().filter(|a| acked(&a.attempts)).count() as u64;
             let unknown = adds.iter().filter(|a| all_lost(&a.attempts)).count() as u64;
             let crossed = adds.iter().filter(|a| a.crossed).count() as u64;
+            let on_wiped = adds.iter().any(|a| {
+                a.attempts
+                    .iter()
+                    .any(|t| t.status.is_some_and(|s| s < 300) && wiped.contains(&t.node))
+            });
             if let Some(q) = r.carts.get(cart) {
                 let q = u64::from(*q);
-                if q > done + unknown + crossed || q + crossed < done {
+                if q > done + unknown + crossed || (!on_wiped && q + crossed < done) {
                     problems.push(format!(
                         "{node}: cart {cart} holds {q}, but {done} adds were answered, {unknown} lost and {crossed} crossed nodes"
                     ));
@@ -162,20 +174,39 @@ mod tests {
     #[test]
     fn sold_once_and_added_once_is_valid() {
         let reads = [("n1".to_string(), read(8, 1))].into();
-        assert_eq!(check(&log(), &reads).valid, Validity::VALID);
+        assert_eq!(
+            check(&log(), &reads, &Default::default()).valid,
+            Validity::VALID
+        );
     }
 
     #[test]
     fn a_checkout_sold_twice_is_caught() {
         let reads = [("n1".to_string(), read(6, 1))].into();
-        let v = check(&log(), &reads);
+        let v = check(&log(), &reads, &Default::default());
         assert_eq!(v.valid, Validity::INVALID, "{}", v.summary);
     }
 
     #[test]
     fn an_add_applied_twice_on_its_node_is_caught() {
         let reads = [("n1".to_string(), read(8, 2))].into();
-        assert_eq!(check(&log(), &reads).valid, Validity::INVALID);
+        assert_eq!(
+            check(&log(), &reads, &Default::default()).valid,
+            Validity::INVALID
+        );
+    }
+
+    #[test]
+    fn adds_lost_with_a_wiped_disk_are_allowed_but_doubles_are_not() {
+        let reads = [("n1".to_string(), read(8, 0))].into();
+        assert_eq!(
+            check(&log(), &reads, &Default::default()).valid,
+            Validity::INVALID
+        );
+        let wiped = ["n1".to_string()].into();
+        assert_eq!(check(&log(), &reads, &wiped).valid, Validity::VALID);
+        let reads = [("n1".to_string(), read(8, 2))].into();
+        assert_eq!(check(&log(), &reads, &wiped).valid, Validity::INVALID);
     }
 
     #[test]
@@ -183,10 +214,16 @@ mod tests {
         let mut r = read(10, 1);
         r.orders.clear();
         let reads = [("n1".to_string(), r)].into();
-        assert_eq!(check(&log(), &reads).valid, Validity::INVALID);
+        assert_eq!(
+            check(&log(), &reads, &Default::default()).valid,
+            Validity::INVALID
+        );
         let mut l = log();
         l.checkouts[0].attempts[1].order = Some("o2".into());
         let reads = [("n1".to_string(), read(8, 1))].into();
-        assert_eq!(check(&l, &reads).valid, Validity::INVALID);
+        assert_eq!(
+            check(&l, &reads, &Default::default()).valid,
+            Validity::INVALID
+        );
     }
 }
