@@ -218,6 +218,15 @@ pub async fn setup(
 }
 
 impl Shopper {
+    /// Whether an app would send the write again: its answer was lost, a
+    /// 5xx or a 409 — and, a third of the time, after a success, to see the
+    /// replay.
+    fn retry_after(&mut self, r: &Result<Answer, ClientError>, a: &Attempt) -> bool {
+        lost(r)
+            || a.status == Some(409)
+            || (a.status.is_some_and(|s| s < 300) && self.rng.random_bool(0.3))
+    }
+
     fn client(&self, i: usize, key: &str) -> Client {
         self.nodes[i].1.clone().with_header("Idempotency-Key", key)
     }
@@ -241,9 +250,7 @@ impl Shopper {
             let i = self.rng.random_range(0..self.nodes.len());
             let r = self.client(i, &t.key).post("/api/v1/orders", &body).await;
             let a = attempt(&self.nodes[i].0, &r);
-            let again = lost(&r)
-                || a.status == Some(409)
-                || (a.status.is_some_and(|s| s < 300) && self.rng.random_bool(0.3));
+            let again = self.retry_after(&r, &a);
             t.attempts.push(a);
             if !again || n == MAX_RETRIES {
                 break;
@@ -272,9 +279,7 @@ impl Shopper {
             let r = self.client(i, &key).post(&path, &body).await;
             let unreachable = r.is_err();
             let a = attempt(&self.nodes[i].0, &r);
-            let again = lost(&r)
-                || a.status == Some(409)
-                || (a.status.is_some_and(|s| s < 300) && self.rng.random_bool(0.3));
+            let again = self.retry_after(&r, &a);
             t.attempts.push(a);
             if !again || n == MAX_RETRIES {
                 break;

@@ -274,17 +274,16 @@ impl Engine {
     /// Drops up to `max` idempotency records past their window (the local
     /// expiry sweep) and deletes them from disk; returns how many.
     pub async fn sweep_idem(&self, now_ms: u64, max: usize) -> usize {
-        let ticket = {
+        let (ticket, swept) = {
             let mut r = self.write_lock();
             let keys = r.sweep_idem(now_ms, max);
             if keys.is_empty() {
                 return 0;
             }
-            let n = keys.len();
-            (self.stage(&r, &keys, [], [], []), n)
+            (self.stage(&r, &keys, [], [], []), keys.len())
         };
-        let _ = self.store.durable(ticket.0).await;
-        ticket.1
+        let _ = self.store.durable(ticket).await;
+        swept
     }
 
     /// Reads from the replica, then waits until everything read is durable.

@@ -9,9 +9,6 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-/// Writes answered from an idempotency record instead of running again.
-pub const IDEMPOTENT_REPLAYS: &str = "concord_idempotent_replays_total";
-
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the recorder (once per process; later calls reuse it) and
@@ -42,6 +39,9 @@ pub fn install() -> PrometheusHandle {
         })
         .clone()
 }
+
+/// Writes answered from an idempotency record instead of running again.
+pub const IDEMPOTENT_REPLAYS: &str = "concord_idempotent_replays_total";
 
 /// HTTP requests, by route, method and status.
 pub const HTTP_REQUESTS: &str = "concord_http_requests_total";
