@@ -146,14 +146,10 @@ pub async fn read_node(c: &Client, skus: &BTreeSet<String>) -> anyhow::Result<No
         let a = c.get(&format!("/api/v1/inventory/{sku}")).await?;
         if a.status.is_success() {
             let v: Value = a.json()?;
-            r.inventory.insert(
-                sku,
-                Inventory {
-                    stock: v["stock"].as_u64().unwrap_or(0),
-                    restocked: v["restocked"].as_u64().unwrap_or(0),
-                    live_sold: v["liveSold"].as_i64().unwrap_or(0),
-                },
-            );
+            let inv = Inventory::from_json(&v).ok_or_else(|| {
+                anyhow::anyhow!("the inventory of {sku} lacks stock, restocked or liveSold: {v}")
+            })?;
+            r.inventory.insert(sku, inv);
         }
     }
     Ok(r)

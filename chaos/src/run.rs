@@ -234,8 +234,9 @@ pub async fn run(o: Options) -> anyhow::Result<Outcome> {
                 for (node, cl) in &nodes {
                     for sku in &skus {
                         if let Ok(a) = cl.get(&format!("/api/v1/inventory/{sku}")).await
-                            && let Ok(v) = a.json::<Value>()
                             && a.status.is_success()
+                            && let Ok(v) = a.json::<Value>()
+                            && let Some(inv) = Inventory::from_json(&v)
                         {
                             samples
                                 .lock()
@@ -244,11 +245,7 @@ pub async fn run(o: Options) -> anyhow::Result<Outcome> {
                                     time_ms: history.now_ms(),
                                     node: node.clone(),
                                     sku: sku.clone(),
-                                    inv: Inventory {
-                                        stock: v["stock"].as_u64().unwrap_or(0),
-                                        restocked: v["restocked"].as_u64().unwrap_or(0),
-                                        live_sold: v["liveSold"].as_i64().unwrap_or(0),
-                                    },
+                                    inv,
                                 });
                         }
                     }

@@ -21,7 +21,7 @@ use crate::codec::{self, DecodeError, Kind, Versioned};
 use crate::context::{CausalContext, Dot, VersionVector};
 use crate::delta::{Delta, Part, RepairSnapshot};
 use crate::delta_log::{DeltaLog, LoggedDelta, Truncated};
-use crate::idem::IdemRecord;
+use crate::idem::{IdemEntry, IdemRecord};
 use crate::ids::{Actor, IdemKey, OrderId, ProductId};
 use crate::ops::{Op, OpError, PlanCtx, plan};
 use crate::state::{Key, KeyspaceId, State};
@@ -157,6 +157,11 @@ pub struct Replica {
     idem_window_ms: u64,
     /// Products by SKU and category, orders by customer and status.
     index: Indexes,
+    /// Idempotency records by (HLC ms, key), oldest first, so the expiry
+    /// sweep costs O(what expires), not a scan of every record. An entry
+    /// may be stale (its record since replaced by an earlier one, or gone):
+    /// the sweep skips those.
+    idem_expiry: BTreeSet<(u64, IdemKey)>,
     returns_due: BTreeSet<OrderId>,
     stats: ReplicaStats,
     /// The repair in progress, if any (see [`repair`]).
@@ -182,6 +187,7 @@ impl Replica {
             max_cart_lines: cfg.max_cart_lines,
             idem_window_ms: cfg.idem_window_ms,
             index: Indexes::default(),
+            idem_expiry: BTreeSet::new(),
             returns_due: BTreeSet::new(),
             stats: ReplicaStats::default(),
             journal: None,
@@ -234,6 +240,12 @@ impl Replica {
         for id in orders {
             r.recheck_return(&id);
         }
+        r.idem_expiry = r
+            .state
+            .idem
+            .iter()
+            .filter_map(|(k, e)| e.0.as_ref().map(|rec| (rec.hlc.ms, *k)))
+            .collect();
         Ok((r, stale))
     }
 
@@ -255,6 +267,22 @@ impl Replica {
     /// Carries out a local operation at wall time `wall_ms`: plans its delta
     /// (or refuses it, changing nothing), then joins it like any other.
     pub fn apply_local(&mut self, op: Op, wall_ms: u64) -> Result<Applied, OpError> {
+        self.apply_local_then(op, wall_ms, |_| ((), None))
+            .map(|(applied, ())| applied)
+    }
+
+    /// Like [`Replica::apply_local`]; then `then` sees the state with the
+    /// operation joined and may return the idempotency record of the answer
+    /// it renders from that state. The record joins the operation's own
+    /// delta — one dot, one log entry — so a write and the record of its
+    /// answer are stored, replicated and lost only together. Its stamp and
+    /// writer are the delta's, whatever the caller filled in.
+    pub fn apply_local_then<T>(
+        &mut self,
+        op: Op,
+        wall_ms: u64,
+        then: impl FnOnce(&Replica) -> (T, Option<(IdemKey, IdemRecord)>),
+    ) -> Result<(Applied, T), OpError> {
         let sku_owner = match &op {
             Op::CreateProduct { product, .. } => self
                 .index
@@ -272,9 +300,26 @@ impl Replica {
             sku_owner,
             max_cart_lines: self.max_cart_lines,
         };
-        let delta = plan(op, &self.state, &mut ctx)?;
+        let mut delta = plan(op, &self.state, &mut ctx)?;
+        let mut changed = self.join_delta(&delta);
+        let (out, record) = then(self);
+        if let Some((key, mut record)) = record {
+            record.hlc = delta.hlc;
+            record.writer = self.actor;
+            let extra = Delta {
+                dot: delta.dot,
+                hlc: delta.hlc,
+                covers: Vec::new(),
+                parts: vec![Part::Idem {
+                    key,
+                    entry: Box::new(IdemEntry(Some(record))),
+                }],
+            };
+            changed.extend(self.join_delta(&extra));
+            delta.parts.extend(extra.parts);
+        }
         let bytes: Arc<[u8]> = codec::encode(&delta).into();
-        Ok(self.integrate(delta, bytes))
+        Ok((self.log_delta(delta, bytes, changed), out))
     }
 
     /// Merges a delta from a peer at wall time `wall_ms`.
@@ -342,6 +387,14 @@ impl Replica {
 
     /// Joins a delta whose predecessors are all applied.
     fn integrate(&mut self, delta: Delta, bytes: Arc<[u8]>) -> Applied {
+        let changed = self.join_delta(&delta);
+        self.log_delta(delta, bytes, changed)
+    }
+
+    /// Joins a delta into the state, its dots into the causal context and
+    /// the version vector, and re-derives the indexes; returns the keys
+    /// whose entries changed. Joining the same delta twice changes nothing.
+    fn join_delta(&mut self, delta: &Delta) -> Vec<Key> {
         if self.journal.is_some() {
             self.journal_before(delta.parts.iter().map(Part::key));
         }
@@ -364,10 +417,15 @@ impl Replica {
         for k in &changed {
             match k {
                 Key::Order(id) => self.recheck_return(id),
-                Key::Idem(key) => self.drop_if_expired(key),
+                Key::Idem(key) => self.note_idem(key),
                 _ => {}
             }
         }
+        changed
+    }
+
+    /// Appends a joined delta to the log.
+    fn log_delta(&mut self, delta: Delta, bytes: Arc<[u8]>, changed: Vec<Key>) -> Applied {
         let logged = LoggedDelta {
             dot: delta.dot,
             hlc: delta.hlc,
@@ -516,29 +574,53 @@ impl Replica {
             .and_then(|e| e.0.as_ref())
     }
 
-    /// An expired record is absent, wherever it comes from (a late delta,
-    /// a repair from a node that has not swept yet): drop it on arrival.
-    fn drop_if_expired(&mut self, key: &IdemKey) {
+    /// Files a changed idempotency record for expiry — or, when it has
+    /// expired already, drops it: an expired record is absent, wherever it
+    /// comes from (a late delta, a repair from a node that has not swept).
+    pub(crate) fn note_idem(&mut self, key: &IdemKey) {
         let now = self.clock.last().ms;
         let window = self.idem_window_ms;
-        if self
-            .state
-            .idem
-            .get(key)
-            .is_some_and(|e| e.expired(now, window))
-        {
-            self.state.forget_idem(key);
+        match self.state.idem.get(key) {
+            Some(e) if e.expired(now, window) => {
+                self.state.forget_idem(key);
+            }
+            Some(e) => {
+                if let Some(rec) = &e.0 {
+                    self.idem_expiry.insert((rec.hlc.ms, *key));
+                }
+            }
+            None => {}
         }
     }
 
+    /// How long idempotency records are kept, by their HLC.
+    pub fn idem_window_ms(&self) -> u64 {
+        self.idem_window_ms
+    }
+
     /// Drops up to `max` idempotency records past their window at `now_ms`
-    /// (the local expiry sweep); returns their keys, to delete from disk.
+    /// (the local expiry sweep), oldest first; returns their keys, to delete
+    /// from disk. Costs O(max · log n) whatever the number of records.
     pub fn sweep_idem(&mut self, now_ms: u64, max: usize) -> Vec<Key> {
-        let keys = self.state.expired_idem(now_ms, self.idem_window_ms, max);
-        keys.into_iter()
-            .filter(|k| self.state.forget_idem(k))
-            .map(Key::Idem)
-            .collect()
+        let window = self.idem_window_ms;
+        let mut out = Vec::new();
+        let mut looked = 0;
+        while looked < max {
+            let Some(&(ms, key)) = self.idem_expiry.first() else {
+                break;
+            };
+            if ms.saturating_add(window) >= now_ms {
+                break;
+            }
+            self.idem_expiry.pop_first();
+            looked += 1;
+            // A stale filing (the record was replaced or is gone) is skipped.
+            let current = self.state.idem.get(&key).and_then(|e| e.0.as_ref());
+            if current.is_some_and(|r| r.hlc.ms == ms) && self.state.forget_idem(&key) {
+                out.push(Key::Idem(key));
+            }
+        }
+        out
     }
 
     /// Orders this node sold whose units it must give back — cancelled

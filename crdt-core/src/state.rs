@@ -324,7 +324,8 @@ impl State {
         }
     }
 
-    /// Puts a stored entry back at start-up (replacing whatever is there).
+    /// Puts a stored entry back at start-up (replacing whatever is there;
+    /// an idempotency record joins it).
     pub fn load_entry(&mut self, key: &Key, bytes: &[u8]) -> Result<(), DecodeError> {
         match key {
             Key::Product(k) => {
@@ -343,9 +344,11 @@ impl State {
                 let v = OrderEntry::decode_any(bytes)?;
                 self.orders.modify(k, |e| *e = v);
             }
+            // A record may be stored more than once (a node keeps them in
+            // per-round segments): the join keeps the earliest, as in memory.
             Key::Idem(k) => {
                 let v: IdemEntry = codec::decode(bytes)?;
-                self.idem.modify(k, |e| *e = v);
+                self.idem.modify(k, |e| e.join(&v));
             }
         }
         Ok(())
@@ -453,17 +456,6 @@ impl State {
             self.orders.len(),
             self.idem.len(),
         ]
-    }
-
-    /// The idempotency records past their window at `now_ms` (the sweep's
-    /// work list).
-    pub fn expired_idem(&self, now_ms: u64, window_ms: u64, max: usize) -> Vec<IdemKey> {
-        self.idem
-            .iter()
-            .filter(|(_, e)| e.expired(now_ms, window_ms))
-            .map(|(k, _)| *k)
-            .take(max)
-            .collect()
     }
 
     /// Drops one idempotency record (the local expiry sweep); returns whether

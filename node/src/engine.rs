@@ -22,10 +22,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crdt_core::delta_log::LoggedDelta;
+use crdt_core::idem::IdemRecord;
 use crdt_core::repair::{RepairBase, RepairRefused};
 use crdt_core::{
-    Actor, Applied, Dot, Key, MergeOutcome, NodeId, Op, OpError, RepairOutcome, RepairSnapshot,
-    Replica, VersionVector,
+    Actor, Applied, Dot, IdemKey, Key, MergeOutcome, NodeId, Op, OpError, RepairOutcome,
+    RepairSnapshot, Replica, VersionVector,
 };
 use tokio::sync::broadcast;
 
@@ -216,11 +217,37 @@ impl Engine {
         &self,
         plan: impl FnOnce(&Replica) -> Result<(Op, T), OpError>,
     ) -> Result<(Arc<Applied>, T), WriteError> {
-        let (applied, ticket, kind, extra) = {
+        self.write_inner(plan, |_| ((), None))
+            .await
+            .map(|(a, t, ())| (a, t))
+    }
+
+    /// Like [`Engine::write`]; then `render`, under the same lock, builds
+    /// the answer from the state the write leaves and may return the
+    /// idempotency record of that answer, which joins the write's own delta
+    /// ([`Replica::apply_local_then`]): one stage, one sync, and a peer
+    /// receives the write and its record together or not at all.
+    pub async fn write_then<U>(
+        &self,
+        op: Op,
+        render: impl FnOnce(&Replica) -> (U, Option<(IdemKey, IdemRecord)>),
+    ) -> Result<(Arc<Applied>, U), WriteError> {
+        self.write_inner(|_| Ok((op, ())), render)
+            .await
+            .map(|(a, (), u)| (a, u))
+    }
+
+    async fn write_inner<T, U>(
+        &self,
+        plan: impl FnOnce(&Replica) -> Result<(Op, T), OpError>,
+        render: impl FnOnce(&Replica) -> (U, Option<(IdemKey, IdemRecord)>),
+    ) -> Result<(Arc<Applied>, T, U), WriteError> {
+        let (applied, ticket, kind, extra, answer) = {
             let mut r = self.write_lock();
             let (op, extra) = plan(&r)?;
             let kind = op_kind(&op);
-            let applied = Arc::new(r.apply_local(op, clock::now_ms())?);
+            let (applied, answer) = r.apply_local_then(op, clock::now_ms(), render)?;
+            let applied = Arc::new(applied);
             let ticket = self.stage(
                 &r,
                 &applied.changed,
@@ -229,30 +256,27 @@ impl Engine {
                 [Event::Applied(applied.clone(), Origin::Local)],
             );
             gauge_log(&r);
-            (applied, ticket, kind, extra)
+            (applied, ticket, kind, extra, answer)
         };
         if !defer(ticket) {
             self.store.durable(ticket).await?;
         }
         ::metrics::counter!(m::WRITES, "op" => kind).increment(1);
-        Ok((applied, extra))
+        Ok((applied, extra, answer))
     }
 
     /// Runs one request's handling with durability deferred: its writes and
     /// its answer reads ([`Engine::read_answer`]) do not wait for the disk
     /// one by one; this waits once, at the end, for everything they staged
-    /// or saw — and its first batch is held out of the flush until then
-    /// ([`crate::storage::hold`]), so a write and its idempotency record
-    /// reach the disk in one group commit, and the answer still leaves only
-    /// when both are on stable storage. Reads
-    /// that go to peers ([`Engine::read`]) keep waiting as always.
+    /// or saw, so the answer still leaves only when all of it is on stable
+    /// storage. Reads that go to peers ([`Engine::read`]) keep waiting as
+    /// always.
     pub async fn deferred<F: std::future::Future>(&self, f: F) -> Result<F::Output, StorageError> {
-        let (out, ticket) = self
-            .store
-            .holding(DEFERRED.scope(std::cell::Cell::new(0), async {
+        let (out, ticket) = DEFERRED
+            .scope(std::cell::Cell::new(0), async {
                 let out = f.await;
                 (out, DEFERRED.with(|d| d.get()))
-            }))
+            })
             .await;
         self.store.durable(ticket).await?;
         Ok(out)
@@ -272,18 +296,32 @@ impl Engine {
     }
 
     /// Drops up to `max` idempotency records past their window (the local
-    /// expiry sweep) and deletes them from disk; returns how many.
+    /// expiry sweep), in memory and — a whole record segment at a time —
+    /// on disk; returns how many records and segments went.
     pub async fn sweep_idem(&self, now_ms: u64, max: usize) -> usize {
-        let (ticket, swept) = {
+        let (ticket, swept, window) = {
             let mut r = self.write_lock();
             let keys = r.sweep_idem(now_ms, max);
+            let window = r.idem_window_ms();
             if keys.is_empty() {
-                return 0;
+                (None, 0, window)
+            } else {
+                (Some(self.stage(&r, &keys, [], [], [])), keys.len(), window)
             }
-            (self.stage(&r, &keys, [], [], []), keys.len())
         };
-        let _ = self.store.durable(ticket).await;
-        swept
+        let cutoff = now_ms.saturating_sub(window);
+        let segments = match self.store.stage_expired_records(cutoff, max) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list expired record segments");
+                None
+            }
+        };
+        let last = segments.map(|(t, _)| t).into_iter().chain(ticket).max();
+        if let Some(t) = last {
+            let _ = self.store.durable(t).await;
+        }
+        swept + segments.map_or(0, |(_, n)| n)
     }
 
     /// Reads from the replica, then waits until everything read is durable.

@@ -227,11 +227,12 @@ pub async fn run_bridge(engine: Arc<Engine>, hub: Arc<EventHub>, shutdown: Shutd
         tokio::select! {
             ev = rx.recv() => match ev {
                 // Idempotency records are the node's bookkeeping, not news
-                // for any audience.
+                // for any audience: alone in a delta or beside the write
+                // whose answer they hold.
                 Ok(Event::Applied(a, _)) if a.changed.iter().all(|k| matches!(k, Key::Idem(_))) => {}
                 Ok(Event::Applied(a, origin)) => {
                     let origin = match origin { Origin::Local => "local".to_string(), Origin::Remote(p) => p.map(|p| p.to_string()).unwrap_or_else(|| "peer".into()) };
-                    let keys = a.changed.clone();
+                    let keys: Vec<Key> = a.changed.iter().filter(|k| !matches!(k, Key::Idem(_))).cloned().collect();
                     let (groups, orders) = engine.read(|r| {
                         let mut groups: BTreeMap<(&'static str, String), (Audience, Vec<String>)> = BTreeMap::new();
                         let mut orders = Vec::new();

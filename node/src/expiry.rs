@@ -31,6 +31,8 @@ use crate::shutdown::Shutdown;
 pub const TICK: Duration = Duration::from_secs(5);
 /// Most of each acted on per tick (the rest wait for the next).
 const PER_TICK: usize = 500;
+/// Idempotency records (and record segments) dropped per hold of the lock.
+const SWEEP_CHUNK: usize = 1_000;
 
 /// Orders this node sold that are unpaid past `ttl`, at `now_ms`.
 fn expired_orders(engine: &Engine, ttl: Duration, now_ms: u64) -> Vec<OrderId> {
@@ -91,7 +93,17 @@ pub async fn run(engine: Arc<Engine>, limits: FairUse, shutdown: Shutdown) {
         }
         // Idempotency records past their window: a local sweep every node
         // makes at the same HLC deadline (see `crdt_core::idem`).
-        let swept = engine.sweep_idem(now, PER_TICK * 10).await;
+        // In chunks, each a short hold of the write lock, until none is
+        // left: however fast keyed writes come, the sweep keeps up.
+        let mut swept = 0;
+        loop {
+            let n = engine.sweep_idem(now, SWEEP_CHUNK).await;
+            swept += n;
+            if n < SWEEP_CHUNK {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
         if swept > 0 {
             tracing::debug!(swept, "dropped expired idempotency records");
         }

@@ -506,6 +506,8 @@ async fn every_endpoint_and_its_bad_inputs() {
         .json()
         .unwrap();
     assert_eq!(inv["stock"], 15);
+    assert_eq!(inv["restocked"], 15, "{inv}");
+    assert_eq!(inv["liveSold"], 0, "{inv}");
     assert_eq!(inv["rights"]["n1"], 15);
     check(
         "inventory unknown",

@@ -51,6 +51,12 @@ async fn orders_of(c: &Client, who: &str) -> Vec<Value> {
     page["items"].as_array().cloned().unwrap_or_default()
 }
 
+/// How many idempotency records node `i` wrote as deltas of their own.
+async fn separate_records(c: &ProcessCluster, i: usize) -> f64 {
+    let text = c.anonymous(i).get("/metrics").await.unwrap().text();
+    concord_chaos::observe::metric(&text, "concord_writes_total{op=\"idempotency_record\"}")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_replay_here_and_on_other_nodes() {
     let _g = CLUSTER_LOCK.lock().await;
@@ -131,6 +137,8 @@ async fn retries_replay_here_and_on_other_nodes() {
         "a cart keeps the name it was given"
     );
     assert_eq!(v["items"][0]["quantity"], 2, "{v}");
+    // The answer's record rode in the add's own delta: no separate record.
+    assert_eq!(separate_records(&c, 1).await, 0.0);
 
     // A 404 is final and replays; a 409 for stock is not recorded, so a
     // retry after a restock succeeds.
@@ -145,6 +153,8 @@ async fn retries_replay_here_and_on_other_nodes() {
         .await
         .unwrap();
     assert!(replayed(&b) && b.status.as_u16() == 404);
+    // A refusal has no write to ride in: its record is a delta of its own.
+    assert_eq!(separate_records(&c, 1).await, 1.0);
     let big = checkout("ida", &pid, 50);
     let a = shopper(&c, 1, "ida", "big")
         .post("/api/v1/orders", &big)

@@ -75,6 +75,18 @@ pub struct Inventory {
     pub live_sold: i64,
 }
 
+impl Inventory {
+    /// The figures of a node's `/inventory/{sku}` answer, or `None` when one
+    /// is missing — a sample without them would check nothing.
+    pub fn from_json(v: &Value) -> Option<Self> {
+        Some(Self {
+            stock: v["stock"].as_u64()?,
+            restocked: v["restocked"].as_u64()?,
+            live_sold: v["liveSold"].as_i64()?,
+        })
+    }
+}
+
 /// An order as read at the end.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct OrderRead {

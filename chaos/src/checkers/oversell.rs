@@ -95,7 +95,8 @@ pub fn check(ops: &[Op], samples: &[Sample], finals: &FinalReads) -> Verdict {
     let sold: u64 = live.values().sum();
     let valid = if !problems.is_empty() {
         Validity::INVALID
-    } else if samples.is_empty() && finals.is_empty() {
+    } else if samples.is_empty() {
+        // Without samples the check during the run made no claim.
         Validity::UNKNOWN
     } else {
         Validity::VALID
@@ -142,11 +143,29 @@ mod tests {
         f
     }
 
+    fn good_sample() -> Sample {
+        Sample {
+            time_ms: 1.0,
+            node: "n1".into(),
+            sku: "S".into(),
+            inv: Inventory {
+                stock: 2,
+                restocked: 10,
+                live_sold: 8,
+            },
+        }
+    }
+
     #[test]
     fn overselling_is_caught_three_ways() {
         assert_eq!(
-            check(&[], &[], &finals(10, [0, 0], 10)).valid,
+            check(&[], &[good_sample()], &finals(10, [0, 0], 10)).valid,
             Validity::VALID
+        );
+        // No sample taken: the check during the run claimed nothing.
+        assert_eq!(
+            check(&[], &[], &finals(10, [0, 0], 10)).valid,
+            Validity::UNKNOWN
         );
         // More units in live orders than were ever restocked.
         assert_eq!(

@@ -213,7 +213,7 @@ impl Replica {
             }
             match key {
                 Key::Order(id) => self.recheck_return(id),
-                Key::Idem(k) => self.drop_if_expired(k),
+                Key::Idem(k) => self.note_idem(k),
                 _ => {}
             }
         }

@@ -17,7 +17,7 @@ use crdt_core::{Actor, Replica, ReplicaConfig};
 use crdts::{CmRDT, CvRDT, Orswot};
 use proptest::prelude::*;
 
-use crate::support::{Rng, Universe, actor, random_op};
+use crate::support::{Rng, Universe, actor, apply_maybe_answered, random_op};
 
 const REPLICAS: usize = 3;
 
@@ -340,7 +340,7 @@ fn replica_full_join_laws_and_delta_equals_full_state() {
             }
             let before = clone_replica(&reps[r]);
             let op = random_op(&reps[r], &u, &a, &mut rng, &mut order_seq);
-            if let Ok(applied) = reps[r].apply_local(op, 1_000 + step) {
+            if let Ok(applied) = apply_maybe_answered(&mut reps[r], op, 1_000 + step, &mut rng) {
                 // A receiver holding the sender's past: delta = full state.
                 let j = rng.below(REPLICAS as u64) as usize;
                 let mut via_delta = joined(&reps[j], &before);

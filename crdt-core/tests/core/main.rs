@@ -4,6 +4,7 @@
 
 #![allow(missing_docs)]
 
+mod answered;
 mod codec;
 mod counter_model;
 mod laws;

@@ -21,7 +21,8 @@ use crdt_core::repair::RepairBase;
 use crdt_core::{Actor, Dot, KeyspaceId, RepairSnapshot, Replica, ReplicaConfig};
 
 use crate::support::{
-    Rng, Universe, actor, check_sold_once, check_stock_invariants, persisted, random_op,
+    Rng, Universe, actor, apply_maybe_answered, check_sold_once, check_stock_invariants, persisted,
+    random_op,
 };
 
 /// How faithfully the simulated nodes keep the durable frontier.
@@ -154,7 +155,7 @@ impl Sim {
         wall: u64,
         rng: &mut Rng,
     ) -> Result<(), String> {
-        if let Ok(a) = self.nodes[i].rep.apply_local(op, wall) {
+        if let Ok(a) = apply_maybe_answered(&mut self.nodes[i].rep, op, wall, rng) {
             self.nodes[i].dirty = true;
             let bytes = a.logged.bytes.to_vec();
             if self.frontier == Frontier::Leaky {

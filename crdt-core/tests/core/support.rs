@@ -334,3 +334,31 @@ pub fn check_stock_invariants(r: &Replica) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Applies `op` at `wall`; about one time in four (as `rng` decides) with
+/// the record of an answer rendered from the new state attached to the
+/// op's own delta, as a write under an `Idempotency-Key` does.
+pub fn apply_maybe_answered(
+    r: &mut Replica,
+    op: Op,
+    wall: u64,
+    rng: &mut Rng,
+) -> Result<crdt_core::Applied, crdt_core::OpError> {
+    if !rng.chance(25) {
+        return r.apply_local(op, wall);
+    }
+    let key = IdemKey::new("alice", &format!("key-{}", rng.below(6)));
+    let fingerprint = [rng.below(3) as u8; 16];
+    r.apply_local_then(op, wall, |after| {
+        let record = IdemRecord {
+            hlc: Default::default(),
+            writer: after.actor(),
+            fingerprint,
+            status: 200,
+            location: None,
+            body: Some(format!("{{\"orders\":{}}}", after.state().orders.len()).into_bytes()),
+        };
+        ((), Some((key, record)))
+    })
+    .map(|(applied, ())| applied)
+}

@@ -7,9 +7,11 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use crdt_core::{CartId, Op, OpError, ProductId};
+use axum::http::StatusCode;
+use crdt_core::{CartId, Op, OpError, ProductId, Replica};
 
 use super::AppState;
+use super::answer::{Answer, write_answer};
 use super::dto::{AddItem, CartPage, CartView, ListCarts, SetItem, page_limit, take_page};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiQuery, Caller, cart_param, path_param};
@@ -39,28 +41,55 @@ async fn check_owner(
     }
 }
 
-async fn cart_view(
-    state: &AppState,
+/// The cart as `customer` may see it, read from `r`.
+fn cart_view_in(
+    r: &Replica,
     id: CartId,
     name: &str,
     customer: Option<&str>,
 ) -> Result<CartView, ApiError> {
-    let view = state
-        .engine
-        .read_answer(|r| {
-            let e = r.state().carts.get(&id);
-            let owner = e.and_then(|e| e.customer().map(str::to_string));
-            (CartView::new(name.to_string(), e), owner)
-        })
-        .await;
-    match (customer, view.1) {
+    let e = r.state().carts.get(&id);
+    match (customer, e.and_then(|e| e.customer())) {
         (Some(c), Some(owner)) if owner != c => Err(ApiError::forbidden(format!(
             "cart {id} belongs to another customer"
         ))),
         // A cart no customer has written (an admin's) shows a customer
         // nothing, exactly as a missing cart does.
         (Some(_), None) => Ok(CartView::new(name.to_string(), None)),
-        _ => Ok(view.0),
+        _ => Ok(CartView::new(name.to_string(), e)),
+    }
+}
+
+async fn cart_view(
+    state: &AppState,
+    id: CartId,
+    name: &str,
+    customer: Option<&str>,
+) -> Result<CartView, ApiError> {
+    state
+        .engine
+        .read_answer(|r| cart_view_in(r, id, name, customer))
+        .await
+}
+
+/// Carries out a cart write and answers the cart it leaves (200), rendered
+/// under the write's lock (see [`super::answer`]); `unchanged_ok` answers
+/// the cart as it is when the write changes nothing.
+async fn write_cart(
+    state: &AppState,
+    op: Op,
+    id: CartId,
+    name: &str,
+    customer: Option<&str>,
+    unchanged_ok: bool,
+) -> Result<Answer, ApiError> {
+    let render = |r: &Replica| Answer::json(StatusCode::OK, &cart_view_in(r, id, name, customer)?);
+    match write_answer(state, op, render).await {
+        Ok(answer) => answer,
+        Err(WriteError::Op(OpError::Unchanged)) if unchanged_ok => {
+            Answer::json(StatusCode::OK, &cart_view(state, id, name, customer).await?)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -99,25 +128,20 @@ pub async fn add_item(
     caller: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<AddItem>,
-) -> Result<Json<CartView>, ApiError> {
+) -> Result<Answer, ApiError> {
     let customer = caller.customer()?;
     let cart = cart_param("cartId", &id)?;
     check_owner(&state, cart, customer.as_deref()).await?;
     if body.quantity == 0 || body.quantity > crdt_core::ops::MAX_LINE_QUANTITY {
         return Err(ApiError::field("quantity", "must be between 1 and 1000000"));
     }
-    state
-        .engine
-        .write(Op::AddToCart {
-            cart,
-            product: ProductId(body.product_id),
-            quantity: body.quantity,
-            customer: customer.clone(),
-        })
-        .await?;
-    Ok(Json(
-        cart_view(&state, cart, &id, customer.as_deref()).await?,
-    ))
+    let op = Op::AddToCart {
+        cart,
+        product: ProductId(body.product_id),
+        quantity: body.quantity,
+        customer: customer.clone(),
+    };
+    write_cart(&state, op, cart, &id, customer.as_deref(), false).await
 }
 
 /// Sets a line's quantity; 0 removes the line.
@@ -133,7 +157,7 @@ pub async fn set_item(
     caller: Caller,
     Path((id, product)): Path<(String, String)>,
     ApiJson(body): ApiJson<SetItem>,
-) -> Result<Json<CartView>, ApiError> {
+) -> Result<Answer, ApiError> {
     let customer = caller.customer()?;
     let cart = cart_param("cartId", &id)?;
     check_owner(&state, cart, customer.as_deref()).await?;
@@ -141,22 +165,13 @@ pub async fn set_item(
     if body.quantity > crdt_core::ops::MAX_LINE_QUANTITY {
         return Err(ApiError::field("quantity", "must be between 0 and 1000000"));
     }
-    match state
-        .engine
-        .write(Op::SetCartItem {
-            cart,
-            product,
-            quantity: body.quantity,
-            customer: customer.clone(),
-        })
-        .await
-    {
-        Ok(_) | Err(WriteError::Op(OpError::Unchanged)) => {}
-        Err(e) => return Err(e.into()),
-    }
-    Ok(Json(
-        cart_view(&state, cart, &id, customer.as_deref()).await?,
-    ))
+    let op = Op::SetCartItem {
+        cart,
+        product,
+        quantity: body.quantity,
+        customer: customer.clone(),
+    };
+    write_cart(&state, op, cart, &id, customer.as_deref(), true).await
 }
 
 /// Removes a line from a cart.
@@ -170,22 +185,17 @@ pub async fn remove_item(
     State(state): State<AppState>,
     caller: Caller,
     Path((id, product)): Path<(String, String)>,
-) -> Result<Json<CartView>, ApiError> {
+) -> Result<Answer, ApiError> {
     let customer = caller.customer()?;
     let cart = cart_param("cartId", &id)?;
     check_owner(&state, cart, customer.as_deref()).await?;
     let product = ProductId(path_param("productId", &product)?);
-    state
-        .engine
-        .write(Op::RemoveCartItem {
-            cart,
-            product,
-            customer: customer.clone(),
-        })
-        .await?;
-    Ok(Json(
-        cart_view(&state, cart, &id, customer.as_deref()).await?,
-    ))
+    let op = Op::RemoveCartItem {
+        cart,
+        product,
+        customer: customer.clone(),
+    };
+    write_cart(&state, op, cart, &id, customer.as_deref(), false).await
 }
 
 /// A page of carts (admin).

@@ -7,12 +7,14 @@ use crdt_core::{Op, OpError, ProductId, Replica};
 use uuid::Uuid;
 
 use super::AppState;
+use super::answer::{Answer, write_answer};
 use super::dto::{
     CreateProduct, ListProducts, PatchProduct, PriceHistory, ProductPage, ProductView,
     SearchHitView, SearchQuery, SearchResults, SetPrice, page_limit, take_page,
 };
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiQuery, Caller, get_param, path_param};
+use crate::engine::WriteError;
 
 fn product_view(r: &Replica, id: &ProductId) -> Option<ProductView> {
     let rec = r.product(id)?;
@@ -25,12 +27,33 @@ fn product_view(r: &Replica, id: &ProductId) -> Option<ProductView> {
     Some(ProductView::new(id.0, &rec, stock))
 }
 
-async fn view_or_404(state: &AppState, id: ProductId) -> Result<ProductView, ApiError> {
-    state
-        .engine
-        .read_answer(|r| product_view(r, &id))
-        .await
+fn view_or_404_in(r: &Replica, id: ProductId) -> Result<ProductView, ApiError> {
+    product_view(r, &id)
         .ok_or_else(|| ApiError::not_found("product_not_found", format!("product {id} not found")))
+}
+
+async fn view_or_404(state: &AppState, id: ProductId) -> Result<ProductView, ApiError> {
+    state.engine.read_answer(|r| view_or_404_in(r, id)).await
+}
+
+/// Carries out a product write and answers the product it leaves with
+/// `status`, rendered under the write's lock (see [`super::answer`]);
+/// `unchanged_ok` answers the product as it is when nothing changes.
+async fn write_product(
+    state: &AppState,
+    op: Op,
+    id: ProductId,
+    status: StatusCode,
+    unchanged_ok: bool,
+) -> Result<Answer, ApiError> {
+    let render = |r: &Replica| Answer::json(status, &view_or_404_in(r, id)?);
+    match write_answer(state, op, render).await {
+        Ok(answer) => answer,
+        Err(WriteError::Op(OpError::Unchanged)) if unchanged_ok => {
+            Answer::json(status, &view_or_404(state, id).await?)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Creates a product.
@@ -42,19 +65,16 @@ pub async fn create_product(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<CreateProduct>,
-) -> Result<(StatusCode, Json<ProductView>), ApiError> {
+) -> Result<Answer, ApiError> {
     caller.admin()?;
     let (product, initial_stock) = body.validate(state.search.dim())?;
     let id = ProductId(Uuid::now_v7());
-    state
-        .engine
-        .write(Op::CreateProduct {
-            id,
-            product,
-            initial_stock,
-        })
-        .await?;
-    Ok((StatusCode::CREATED, Json(view_or_404(&state, id).await?)))
+    let op = Op::CreateProduct {
+        id,
+        product,
+        initial_stock,
+    };
+    write_product(&state, op, id, StatusCode::CREATED, false).await
 }
 
 /// One product with its stock.
@@ -134,7 +154,7 @@ pub async fn patch_product(
     caller: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<PatchProduct>,
-) -> Result<Json<ProductView>, ApiError> {
+) -> Result<Answer, ApiError> {
     caller.admin()?;
     let id = ProductId(path_param("id", &id)?);
     let current = state
@@ -145,11 +165,8 @@ pub async fn patch_product(
             ApiError::not_found("product_not_found", format!("product {id} not found"))
         })?;
     let patch = body.validate(current, state.search.dim())?;
-    match state.engine.write(Op::UpdateProduct { id, patch }).await {
-        Ok(_) | Err(crate::engine::WriteError::Op(OpError::Unchanged)) => {}
-        Err(e) => return Err(e.into()),
-    }
-    Ok(Json(view_or_404(&state, id).await?))
+    let op = Op::UpdateProduct { id, patch };
+    write_product(&state, op, id, StatusCode::OK, true).await
 }
 
 /// Sets a product's price, with a reason for the price history.
@@ -162,7 +179,7 @@ pub async fn set_price(
     caller: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<SetPrice>,
-) -> Result<Json<ProductView>, ApiError> {
+) -> Result<Answer, ApiError> {
     caller.admin()?;
     let id = ProductId(path_param("id", &id)?);
     let (price, reason) = body.validate()?;
@@ -170,8 +187,8 @@ pub async fn set_price(
         price: Some((price, reason)),
         ..Default::default()
     };
-    state.engine.write(Op::UpdateProduct { id, patch }).await?;
-    Ok(Json(view_or_404(&state, id).await?))
+    let op = Op::UpdateProduct { id, patch };
+    write_product(&state, op, id, StatusCode::OK, false).await
 }
 
 /// Removes a product (observed-remove: a concurrent edit elsewhere keeps it).
@@ -182,11 +199,11 @@ pub async fn delete_product(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Answer, ApiError> {
     caller.admin()?;
     let id = ProductId(path_param("id", &id)?);
-    state.engine.write(Op::DeleteProduct { id }).await?;
-    Ok(StatusCode::NO_CONTENT)
+    let op = Op::DeleteProduct { id };
+    write_answer(&state, op, |_| Ok(Answer::empty(StatusCode::NO_CONTENT))).await?
 }
 
 /// Semantic search over this node's replica of the catalog, fused with a

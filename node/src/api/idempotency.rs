@@ -2,10 +2,18 @@
 //!
 //! A write (POST, PUT, PATCH, DELETE) that carries a key is handled once per
 //! (caller, key): the first final answer is recorded in the replicated
-//! idempotency keyspace, in the same flush as the write itself (the request
-//! runs inside [`crate::engine::Engine::deferred`]), and a retry gets that
-//! answer again with `Idempotent-Replayed: true` — on this node at once, on
-//! any other once replication has brought the record there.
+//! idempotency keyspace, and a retry gets that answer again with
+//! `Idempotent-Replayed: true` — on this node at once, on any other once
+//! replication has brought the record there.
+//!
+//! Where the record goes: a write handler renders its answer under the
+//! write lock ([`super::answer::write_answer`]), and the record of that
+//! answer joins the write's own delta — one stage, one sync, replicated and
+//! lost only together with the write. An answer with no write behind it (a
+//! refusal, an unchanged value, a move forwarded to its seller) is recorded
+//! here, after the handler, as a delta of its own. The request runs inside
+//! [`crate::engine::Engine::deferred`], so it waits for the disk once, at
+//! the end, and its answer leaves only when it is durable.
 //!
 //! - the same key with another request (method, path or body) → 422;
 //! - the same key while its first request is still running here → 409;
@@ -31,6 +39,51 @@ use crdt_core::{IdemKey, Op};
 use super::AppState;
 use super::error::ApiError;
 use crate::clock;
+
+tokio::task_local! {
+    /// The key of the request running in this task, when it has one.
+    static KEYED: Keyed;
+}
+
+/// A keyed request's identity, for the handler that records its own answer.
+struct Keyed {
+    key: IdemKey,
+    fingerprint: [u8; 16],
+    /// Set once a write has carried the record of the answer.
+    recorded: std::cell::Cell<bool>,
+}
+
+/// The key and request fingerprint of the keyed request running in this
+/// task, if any: a handler that records its answer in its write's delta
+/// records it under these.
+pub(super) fn current_key() -> Option<(IdemKey, [u8; 16])> {
+    KEYED.try_with(|k| (k.key, k.fingerprint)).ok()
+}
+
+/// Notes that the running request's answer is recorded (in its write's
+/// delta), so the layer records nothing more.
+pub(super) fn mark_recorded() {
+    let _ = KEYED.try_with(|k| k.recorded.set(true));
+}
+
+/// The record of an answer: its status, `Location` and body (a body longer
+/// than [`MAX_RECORDED_BODY`] is left out, and a replay answers without it).
+pub(super) fn record_of(
+    writer: crdt_core::Actor,
+    fingerprint: [u8; 16],
+    status: StatusCode,
+    location: Option<String>,
+    body: &[u8],
+) -> IdemRecord {
+    IdemRecord {
+        hlc: Default::default(),
+        writer,
+        fingerprint,
+        status: status.as_u16(),
+        location,
+        body: (body.len() <= MAX_RECORDED_BODY).then(|| body.to_vec()),
+    }
+}
 
 /// The request header.
 pub const HEADER: &str = "idempotency-key";
@@ -212,26 +265,26 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     };
     let req = Request::from_parts(parts, Body::from(bytes));
     let engine = state.engine.clone();
+    let keyed = Keyed {
+        key: id,
+        fingerprint: fp,
+        recorded: std::cell::Cell::new(false),
+    };
     let handled = engine
-        .deferred(async {
+        .deferred(KEYED.scope(keyed, async {
             let resp = next.run(req).await;
             let (parts, body) = resp.into_parts();
             let body = axum::body::to_bytes(body, usize::MAX)
                 .await
                 .unwrap_or_default();
-            if is_final(parts.status) {
-                let record = IdemRecord {
-                    hlc: Default::default(),
-                    writer: state.engine.actor(),
-                    fingerprint: fp,
-                    status: parts.status.as_u16(),
-                    location: parts
-                        .headers
-                        .get(header::LOCATION)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_string),
-                    body: (body.len() <= MAX_RECORDED_BODY).then(|| body.to_vec()),
-                };
+            let recorded = KEYED.with(|k| k.recorded.get());
+            if !recorded && is_final(parts.status) {
+                let location = parts
+                    .headers
+                    .get(header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let record = record_of(state.engine.actor(), fp, parts.status, location, &body);
                 let op = Op::Record {
                     key: id,
                     record: Box::new(record),
@@ -241,7 +294,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
                 }
             }
             (parts, body)
-        })
+        }))
         .await;
     match handled {
         Ok((parts, body)) => Response::from_parts(parts, Body::from(body)),

@@ -2,31 +2,29 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use crdt_core::{Op, Sku};
+use axum::http::StatusCode;
+use crdt_core::{Op, Replica, Sku};
 
 use super::AppState;
+use super::answer::{Answer, write_answer};
 use super::dto::{InventoryView, MAX_STOCK_QUANTITY, Restock, sku};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, Caller};
 
+fn inventory_in(r: &Replica, s: &Sku) -> Result<InventoryView, ApiError> {
+    let known = r.products_with_sku(&s.0).next().is_some();
+    match r.state().stock.get(s) {
+        Some(c) => Ok(InventoryView::new(&s.0, c)),
+        None if known => Ok(InventoryView::new(&s.0, &Default::default())),
+        None => Err(ApiError::not_found(
+            "sku_not_found",
+            format!("no product or stock with SKU {}", s.0),
+        )),
+    }
+}
+
 async fn inventory(state: &AppState, s: &Sku) -> Result<InventoryView, ApiError> {
-    state
-        .engine
-        .read_answer(|r| {
-            let known = r.products_with_sku(&s.0).next().is_some();
-            match r.state().stock.get(s) {
-                Some(c) => Some(InventoryView::new(&s.0, c)),
-                None if known => Some(InventoryView::new(&s.0, &Default::default())),
-                None => None,
-            }
-        })
-        .await
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "sku_not_found",
-                format!("no product or stock with SKU {}", s.0),
-            )
-        })
+    state.engine.read_answer(|r| inventory_in(r, s)).await
 }
 
 /// Adds stock to a SKU; the rights to sell it go to this node.
@@ -39,7 +37,7 @@ pub async fn restock(
     caller: Caller,
     Path(raw): Path<String>,
     ApiJson(body): ApiJson<Restock>,
-) -> Result<Json<InventoryView>, ApiError> {
+) -> Result<Answer, ApiError> {
     caller.admin()?;
     let s = Sku(sku("sku", &raw)?);
     if body.quantity == 0 || body.quantity > MAX_STOCK_QUANTITY {
@@ -58,14 +56,14 @@ pub async fn restock(
             format!("no product has SKU {}", s.0),
         ));
     }
-    state
-        .engine
-        .write(Op::Restock {
-            sku: s.clone(),
-            quantity: body.quantity,
-        })
-        .await?;
-    Ok(Json(inventory(&state, &s).await?))
+    let op = Op::Restock {
+        sku: s.clone(),
+        quantity: body.quantity,
+    };
+    write_answer(&state, op, |r| {
+        Answer::json(StatusCode::OK, &inventory_in(r, &s)?)
+    })
+    .await?
 }
 
 /// A SKU's stock and the rights per node.

@@ -4,6 +4,7 @@
 //! them to the [`Engine`], and shape the answer; the OpenAPI document is
 //! generated from the handlers' annotations, so it cannot drift from them.
 
+pub mod answer;
 pub mod carts;
 pub mod catalog;
 pub mod conditional;

@@ -3,30 +3,26 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
 use crdt_core::status::OrderStatus;
-use crdt_core::{CheckoutItems, Op, OpError, OrderId, ProductId};
+use crdt_core::{CheckoutItems, Op, OpError, OrderId, ProductId, Replica};
 use uuid::Uuid;
 
 use super::AppState;
+use super::answer::{Answer, write_answer};
 use super::dto::{Checkout, ListOrders, OrderPage, OrderView, page_limit, take_page};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiQuery, Caller, cart_param, get_param, path_param};
 use crate::auth::Role;
 use crate::engine::WriteError;
 
-async fn order_view(state: &AppState, id: OrderId, caller: &Caller) -> Result<OrderView, ApiError> {
-    let customer = caller.customer()?;
-    let view = state
-        .engine
-        .read_answer(|r| {
-            r.state()
-                .orders
-                .get(&id)
-                .and_then(|e| OrderView::new(id.0, e))
-        })
-        .await
+/// The order as `customer` (None: an admin) may see it, read from `r`.
+fn order_view_in(r: &Replica, id: OrderId, customer: Option<&str>) -> Result<OrderView, ApiError> {
+    let view = r
+        .state()
+        .orders
+        .get(&id)
+        .and_then(|e| OrderView::new(id.0, e))
         .ok_or_else(|| ApiError::not_found("order_not_found", format!("order {id} not found")))?;
     // Another customer's order is as unknown to this caller as a missing
     // one: the answer reveals nothing of whether it exists.
@@ -39,15 +35,27 @@ async fn order_view(state: &AppState, id: OrderId, caller: &Caller) -> Result<Or
     }
 }
 
+async fn order_view(state: &AppState, id: OrderId, caller: &Caller) -> Result<OrderView, ApiError> {
+    let customer = caller.customer()?;
+    state
+        .engine
+        .read_answer(|r| order_view_in(r, id, customer.as_deref()))
+        .await
+}
+
 /// The answer naming an order that a checkout made: `status`, the order,
 /// and its `Location`.
-fn placed(status: StatusCode, view: OrderView) -> Response {
-    let location = format!("/api/v1/orders/{}", view.id);
-    let mut resp = (status, Json(view)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    resp
+fn placed(status: StatusCode, view: &OrderView) -> Result<Answer, ApiError> {
+    Ok(Answer::json(status, view)?.at(format!("/api/v1/orders/{}", view.id)))
+}
+
+/// [`placed`] for an order read now (one placed earlier).
+async fn placed_earlier(
+    state: &AppState,
+    order: OrderId,
+    caller: &Caller,
+) -> Result<Answer, ApiError> {
+    placed(StatusCode::OK, &order_view(state, order, caller).await?)
 }
 
 /// Places an order from a cart or from line items, selling against this
@@ -71,7 +79,7 @@ pub async fn checkout(
     caller: Caller,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Checkout>,
-) -> Result<Response, ApiError> {
+) -> Result<Answer, ApiError> {
     let claims = caller.any()?;
     let customer = super::dto::text("customerId", &body.customer_id, 100, false)?;
     if claims.role == Role::Customer && claims.sub != customer {
@@ -118,10 +126,7 @@ pub async fn checkout(
             .engine
             .peek(|r| r.state().orders.get(&order).is_some())
     {
-        return Ok(placed(
-            StatusCode::OK,
-            order_view(&state, order, &caller).await?,
-        ));
+        return placed_earlier(&state, order, &caller).await;
     }
     let max_open = state.config.limits.max_open_orders_per_customer;
     let open = state.engine.peek(|r| r.open_orders_of(&customer));
@@ -146,19 +151,18 @@ pub async fn checkout(
     };
     // Each round either succeeds, fails for good, or obtains rights for one
     // short SKU; an order has at most 100 lines.
+    let own = caller.customer()?;
     for _ in 0..=100 {
-        match state.engine.write(op.clone()).await {
-            Ok(_) => {
-                return Ok(placed(
-                    StatusCode::CREATED,
-                    order_view(&state, order, &caller).await?,
-                ));
-            }
+        let render = |r: &Replica| {
+            placed(
+                StatusCode::CREATED,
+                &order_view_in(r, order, own.as_deref())?,
+            )
+        };
+        match write_answer(&state, op.clone(), render).await {
+            Ok(answer) => return answer,
             Err(WriteError::Op(OpError::OrderExists(_))) if key.is_some() => {
-                return Ok(placed(
-                    StatusCode::OK,
-                    order_view(&state, order, &caller).await?,
-                ));
+                return placed_earlier(&state, order, &caller).await;
             }
             Err(WriteError::Op(OpError::EmptyOrder)) => {
                 // The cart was emptied by a checkout of this customer: that
@@ -175,10 +179,7 @@ pub async fn checkout(
                     })
                 });
                 return match earlier {
-                    Some(o) => Ok(placed(
-                        StatusCode::OK,
-                        order_view(&state, o, &caller).await?,
-                    )),
+                    Some(o) => placed_earlier(&state, o, &caller).await,
                     None => Err(OpError::EmptyOrder.into()),
                 };
             }
@@ -288,27 +289,29 @@ async fn move_order(
     caller: &Caller,
     id: &str,
     to: OrderStatus,
-) -> Result<Json<OrderView>, ApiError> {
+) -> Result<Answer, ApiError> {
     let claims = caller.any()?;
     let id = OrderId(path_param("id", id)?);
     // Customers may pay and cancel their own orders; shipping and delivery
     // are the merchant's.
-    let current = order_view(state, id, caller).await?;
+    order_view(state, id, caller).await?;
     if claims.role == Role::Customer && matches!(to, OrderStatus::Shipped | OrderStatus::Delivered)
     {
         return Err(ApiError::forbidden(
             "only an admin ships or delivers orders",
         ));
     }
-    match state.engine.write(Op::MoveOrder { order: id, to }).await {
-        Ok(_) | Err(WriteError::Op(OpError::Unchanged)) => {}
+    let own = caller.customer()?;
+    let render = |r: &Replica| Answer::json(StatusCode::OK, &order_view_in(r, id, own.as_deref())?);
+    match write_answer(state, Op::MoveOrder { order: id, to }, render).await {
+        Ok(answer) => return answer,
+        Err(WriteError::Op(OpError::Unchanged)) => {}
         Err(WriteError::Op(OpError::NotSeller { seller, .. })) => {
             state.cluster.forward_move(seller, id, to).await?;
         }
         Err(e) => return Err(e.into()),
     }
-    let _ = current;
-    Ok(Json(order_view(state, id, caller).await?))
+    Answer::json(StatusCode::OK, &order_view(state, id, caller).await?)
 }
 
 macro_rules! move_endpoint {
@@ -321,7 +324,7 @@ macro_rules! move_endpoint {
                 (status = 404, description = "No such order", body = ErrorBody),
                 (status = 409, description = "The order's status does not allow this move", body = ErrorBody),
                 (status = 503, description = "The selling node is unreachable", body = ErrorBody)))]
-        pub async fn $name(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<OrderView>, ApiError> {
+        pub async fn $name(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Answer, ApiError> {
             move_order(&state, &caller, &id, $status).await
         }
     };

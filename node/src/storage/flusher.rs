@@ -94,23 +94,16 @@ impl Store {
             // Everything queued so far, in ticket order, as one batch: a
             // later write to a key replaces an earlier one, which is what
             // applying them one by one would leave on disk.
-            // Not past a held batch (see `hold`): its release wakes us again.
-            let queued: Vec<_> = {
-                let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-                let n = match self.lowest_hold() {
-                    Some(h) => q.iter().take_while(|(t, _)| *t < h).count(),
-                    None => q.len(),
-                };
-                q.drain(..n).collect()
-            };
+            let queued = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
             if let Some(&(target, _)) = queued.last() {
                 let mut merged: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> =
                     std::collections::BTreeMap::new();
-                let (mut logged, mut dropped) = (Vec::new(), Vec::new());
+                let (mut logged, mut dropped, mut records) = (Vec::new(), Vec::new(), Vec::new());
                 for (_, st) in queued {
                     merged.extend(st.ops);
                     logged.extend(st.logged);
                     dropped.extend(st.dropped);
+                    records.extend(st.records);
                 }
                 let mut batch = sled::Batch::default();
                 for (k, v) in merged {
@@ -118,6 +111,10 @@ impl Store {
                         Some(v) => batch.insert(k, v),
                         None => batch.remove(k),
                     }
+                }
+                if let Some((newest, value)) = super::records::encode_segment(records) {
+                    let round = self.record_round.fetch_add(1, Ordering::Relaxed);
+                    batch.insert(&super::records::segment_key(newest, round), value);
                 }
                 self.places
                     .lock()

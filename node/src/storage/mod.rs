@@ -9,6 +9,7 @@
 //! | `s` + state key | the key's entry (envelope) |
 //! | `L` + segment number (u64, big-endian) | a log segment: the deltas logged by one group commit, each a u32 little-endian length and its envelope |
 //! | `l` + actor + seq | a logged delta (envelope) — the layout before segments, still read |
+//! | `r` + newest HLC ms (u64, big-endian) + round (u64, big-endian) | a record segment: the idempotency records one group commit changed ([`records`]) |
 //! | `m` | the replica's causal metadata (envelope) |
 //! | `i` | this store's incarnation (u32, big-endian) |
 //!
@@ -28,11 +29,12 @@
 
 pub mod disk_sync;
 pub mod flusher;
-pub mod hold;
 pub mod incarnation;
+mod records;
 mod segments;
 
 pub use flusher::{Durable, Flusher};
+use records::StagedRecord;
 use segments::{LogPlaces, segment_deltas};
 
 use std::path::{Path, PathBuf};
@@ -98,6 +100,7 @@ pub enum StorageError {
 const STATE: u8 = b's';
 const LOG: u8 = b'l';
 const SEGMENT: u8 = b'L';
+const RECORDS: u8 = b'r';
 const META: &[u8] = b"m";
 const INCARNATION: &[u8] = b"i";
 
@@ -111,6 +114,7 @@ fn state_key(key: &Key) -> Vec<u8> {
 /// entering the log and deltas leaving it.
 struct Staged {
     ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    records: Vec<StagedRecord>,
     logged: Vec<(Dot, Arc<[u8]>)>,
     dropped: Vec<Dot>,
 }
@@ -140,10 +144,10 @@ pub struct Store {
     closing: std::sync::atomic::AtomicBool,
     /// Staged batches not yet applied, with their tickets, in ticket order.
     queue: std::sync::Mutex<Vec<(u64, Staged)>>,
-    /// Tickets held back from the flush ([`hold`]).
-    holds: std::sync::Mutex<std::collections::BTreeSet<u64>>,
     /// Where the logged deltas are stored (the writing stage's own).
     places: std::sync::Mutex<LogPlaces>,
+    /// The number of the next record segment (the writing stage's).
+    record_round: AtomicU64,
     /// The highest ticket on disk (a fast path for readers).
     durable_ticket: AtomicU64,
     /// The highest ticket written into sled (not yet necessarily synced),
@@ -214,6 +218,21 @@ impl Store {
             })?;
             entries.push((key, v.to_vec()));
         }
+        let mut next_round = 0u64;
+        for kv in db.scan_prefix([RECORDS]) {
+            let (k, v) = kv?;
+            let (_, round) =
+                records::parse_segment_key(&k).ok_or_else(|| StorageError::Corrupt {
+                    key: format!("{:?}", &k[..]),
+                    reason: "a record segment key is not 17 bytes long",
+                })?;
+            next_round = next_round.max(round + 1);
+            let found = records::decode_segment(&v).ok_or_else(|| StorageError::Corrupt {
+                key: format!("record segment {round}"),
+                reason: "a record's length runs past the end of its segment",
+            })?;
+            entries.extend(found.into_iter().map(|(key, e)| (key, e.to_vec())));
+        }
         let floors = &meta.log_floors;
         let below_floor = |dot: &Dot| dot.seq <= floors.get(&dot.actor).copied().unwrap_or(0);
         let mut log = Vec::new();
@@ -279,8 +298,8 @@ impl Store {
             wake: std::sync::Condvar::new(),
             closing: std::sync::atomic::AtomicBool::new(false),
             queue: std::sync::Mutex::new(Vec::new()),
-            holds: std::sync::Mutex::new(Default::default()),
             places: std::sync::Mutex::new(places),
+            record_round: AtomicU64::new(next_round),
             durable_ticket: AtomicU64::new(0),
             written: std::sync::Mutex::new(Written::default()),
             written_cv: std::sync::Condvar::new(),
@@ -317,36 +336,73 @@ impl Store {
         dropped: impl IntoIterator<Item = &'a Dot>,
     ) -> Result<u64, StorageError> {
         let mut ops = Vec::with_capacity(2);
+        let mut records = Vec::new();
         for key in keys {
-            ops.push((state_key(key), replica.state().encode_entry(key)));
+            let entry = replica.state().encode_entry(key);
+            match (key, entry) {
+                (Key::Idem(k), Some(entry)) => records.push(StagedRecord {
+                    key: *k,
+                    entry,
+                    ms: replica.idem_record(k, 0).map_or(0, |r| r.hlc.ms),
+                }),
+                // A record gone from memory leaves its segment to expire;
+                // this removes one kept under a state key by earlier builds.
+                (key, entry) => ops.push((state_key(key), entry)),
+            }
         }
         ops.push((META.to_vec(), Some(codec::encode(&replica.meta()))));
         let staged = Staged {
             ops,
+            records,
             logged: logged
                 .into_iter()
                 .map(|l| (l.dot, l.bytes.clone()))
                 .collect(),
             dropped: dropped.into_iter().copied().collect(),
         };
-        let hold = Self::vacant_hold();
         let ticket = {
             let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
             let t = self.staged.fetch_add(1, Ordering::SeqCst) + 1;
             q.push((t, staged));
-            // Registered under the queue lock, so the flusher never takes
-            // this batch before it knows it is held.
-            if let Some(h) = hold {
-                self.holds
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(t);
-                h.store(t, Ordering::Release);
-            }
             t
         };
         self.request_flush();
         Ok(ticket)
+    }
+
+    /// Stages the deletion of record segments whose newest record was
+    /// stamped before `cutoff_ms` (at most `max` of them): the on-disk half
+    /// of the idempotency sweep. Returns the ticket and how many, or `None`
+    /// when there are none.
+    pub fn stage_expired_records(
+        &self,
+        cutoff_ms: u64,
+        max: usize,
+    ) -> Result<Option<(u64, usize)>, StorageError> {
+        let end = records::segment_key(cutoff_ms, 0);
+        let mut ops = Vec::new();
+        let start = records::segment_key(0, 0);
+        for kv in self.db.range(start..end).keys().take(max) {
+            ops.push((kv?.to_vec(), None));
+        }
+        if ops.is_empty() {
+            return Ok(None);
+        }
+        let n = ops.len();
+        let staged = Staged {
+            ops,
+            records: Vec::new(),
+            logged: Vec::new(),
+            dropped: Vec::new(),
+        };
+        let ticket = {
+            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            let t = self.staged.fetch_add(1, Ordering::SeqCst) + 1;
+            q.push((t, staged));
+            t
+        };
+        self.request_flush();
+        Ok(Some((ticket, n)))
     }
 
     /// The ticket of the latest staged batch.
@@ -357,8 +413,6 @@ impl Store {
     /// Waits until the batch with `ticket` (and every batch before it) is on
     /// disk.
     pub async fn durable(&self, ticket: u64) -> Result<(), StorageError> {
-        // A task never waits on its own hold.
-        self.release_current();
         if self.durable_ticket.load(Ordering::Acquire) >= ticket {
             return Ok(());
         }

@@ -44,8 +44,21 @@ pub(crate) async fn http(
     };
     let mut plain = Vec::new();
     let mut keyed = Vec::new();
+    // The node's CPU time per add, beside the rate: the two processes share
+    // the machine's cores, so the rate alone mixes in the load generator.
+    let pid = c.nodes[0].pid();
+    let (mut plain_cpu, mut keyed_cpu) = (Vec::new(), Vec::new());
     for round in 0..rounds.max(1) {
-        for with_key in [false, true] {
+        // ABBA: the store grows as the run goes on (carts gain lines), so
+        // every other round runs keyed first, and neither kind always
+        // meets the larger store.
+        let order = if round % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for with_key in order {
+            let cpu_before = pid.and_then(cpu_secs);
             let label = if with_key {
                 format!("durable cart adds with Idempotency-Key, round {round}")
             } else {
@@ -61,10 +74,16 @@ pub(crate) async fn http(
                 with_key,
             )
             .await;
+            let cpu = match (cpu_before, pid.and_then(cpu_secs)) {
+                (Some(a), Some(b)) => (b - a) * 1e6 / r.ok.max(1) as f64,
+                _ => f64::NAN,
+            };
             if with_key {
-                keyed.push(r)
+                keyed.push(r);
+                keyed_cpu.push(cpu);
             } else {
-                plain.push(r)
+                plain.push(r);
+                plain_cpu.push(cpu);
             }
         }
     }
@@ -73,7 +92,13 @@ pub(crate) async fn http(
         .zip(&keyed)
         .map(|(a, b)| b.rps / a.rps.max(1e-9))
         .collect();
-    let adds = json!({"plain": plain, "keyed": keyed, "keyed_over_plain": ratio});
+    let cpu_ratio: Vec<f64> = plain_cpu
+        .iter()
+        .zip(&keyed_cpu)
+        .map(|(a, b)| b / a)
+        .collect();
+    let adds = json!({"plain": plain, "keyed": keyed, "keyed_over_plain": ratio,
+        "node_cpu_us_per_add": {"plain": plain_cpu, "keyed": keyed_cpu, "keyed_over_plain": cpu_ratio}});
     let p = products.clone();
     let gets = loadgen::run(
         "product GETs",
@@ -134,4 +159,15 @@ async fn bytes_on_disk(clients: usize, n: u64) -> anyhow::Result<Value> {
             "bytes_per_entry": bytes as f64 / r.ok.max(1) as f64, "fill_secs": started.elapsed().as_secs_f64(), "fill_rps": r.rps});
     }
     Ok(out)
+}
+
+/// A process's CPU time (user and system, all threads) in seconds, from
+/// `/proc` (Linux; clock ticks of 1/100 s, the kernel's `USER_HZ`).
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
 }

@@ -24,13 +24,20 @@ pub struct Restock {
     pub quantity: u64,
 }
 
-/// A SKU's stock and the rights each node holds.
+/// A SKU's stock and the rights each node holds. Public, like the stock a
+/// product page shows; `restocked` and `liveSold` let anyone check that
+/// stock = restocked − liveSold and that liveSold never exceeds restocked.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct InventoryView {
     /// SKU.
     pub sku: String,
     /// Units on hand.
     pub stock: u64,
+    /// Units ever restocked (initial quantities included).
+    pub restocked: u64,
+    /// Units in live orders: sold minus returned.
+    pub live_sold: i64,
     /// Units each node (actor) may still sell.
     pub rights: BTreeMap<String, u64>,
 }
@@ -41,6 +48,8 @@ impl InventoryView {
         Self {
             sku: sku.to_string(),
             stock: c.stock(),
+            restocked: c.total_restocked(),
+            live_sold: c.live_sold().clamp(i64::MIN as i128, i64::MAX as i128) as i64,
             rights: c
                 .rights_by_actor()
                 .into_iter()
