@@ -220,7 +220,8 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         return next.run(req).await;
     };
     let id = IdemKey::new(&claims.sub, &key);
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    parts.extensions.insert(super::extract::Verified(claims));
     let limit = state.config.http.max_body_bytes;
     let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
         return ApiError::new(
