@@ -9,7 +9,7 @@
 //! | `s` + state key | the key's entry (envelope) |
 //! | `L` + segment number (u64, big-endian) | a log segment: the deltas logged by one group commit, each a u32 little-endian length and its envelope |
 //! | `l` + actor + seq | a logged delta (envelope) — the layout before segments, still read |
-//! | `r` + newest HLC ms (u64, big-endian) + round (u64, big-endian) | a record segment: the idempotency records one group commit changed ([`records`]) |
+//! | `r` + newest HLC ms (u64, big-endian) + round (u64, big-endian) | a record segment: the idempotency records one group commit changed (module `records`) |
 //! | `m` | the replica's causal metadata (envelope) |
 //! | `i` | this store's incarnation (u32, big-endian) |
 //!
