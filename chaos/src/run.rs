@@ -56,6 +56,9 @@ pub struct Outcome {
 }
 
 /// The nodes' header timeout in a chaos run, ms.
+/// How long an unpaid order lives in a chaos run: expiry runs under the
+/// faults too.
+const UNPAID_TTL_SECS: u64 = 60;
 const HEADER_TIMEOUT_MS: u64 = 2_000;
 
 /// Every node's digest, as `/api/v1/cluster/status` reports it.
@@ -101,7 +104,7 @@ pub async fn run(o: Options) -> anyhow::Result<Outcome> {
         // refuse most of their adds and checkouts: lift them, but let unpaid
         // orders expire after a minute so expiry runs under the faults too.
         extra_toml: format!(
-            "{}header_read_timeout_ms = {HEADER_TIMEOUT_MS}\n\n[limits]\nmax_cart_lines = 10000\nmax_open_orders_per_customer = 100000\nunpaid_order_ttl_secs = 60\n",
+            "{}header_read_timeout_ms = {HEADER_TIMEOUT_MS}\n\n[limits]\nmax_cart_lines = 10000\nmax_open_orders_per_customer = 100000\nunpaid_order_ttl_secs = {UNPAID_TTL_SECS}\n",
             Spec::default().extra_toml
         ),
         lazyfs: if o.kinds.contains(&FaultKind::PowerCut) {
@@ -357,7 +360,14 @@ pub async fn run(o: Options) -> anyhow::Result<Outcome> {
     let retry_log = retry_log.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let mut finals = FinalReads::new();
     let mut retry_reads = BTreeMap::new();
-    for round in 0..8 {
+    // The last unpaid orders expire up to a TTL (and an expiry tick) after
+    // the clients stopped: keep reading until the nodes are still, or until
+    // that wave has surely passed.
+    let still_by = Instant::now()
+        + Duration::from_secs(UNPAID_TTL_SECS)
+        + concord_node::expiry::TICK
+        + Duration::from_secs(10);
+    for round in 0.. {
         let _ = concord_node::inspect::converge(&cfg, o.converge_limit).await;
         let before = digests(&nem.c, ids.len()).await;
         finals.clear();
@@ -380,6 +390,10 @@ pub async fn run(o: Options) -> anyhow::Result<Outcome> {
         let after = digests(&nem.c, ids.len()).await;
         let one = before.first().cloned().flatten();
         if one.is_some() && before.iter().chain(&after).all(|d| *d == one) {
+            break;
+        }
+        if Instant::now() > still_by {
+            tracing::warn!(round, "the nodes never stood still for the final reads");
             break;
         }
         tracing::info!(round, "a node wrote during the final reads: reading again");
