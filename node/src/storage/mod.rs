@@ -360,14 +360,7 @@ impl Store {
                 .collect(),
             dropped: dropped.into_iter().copied().collect(),
         };
-        let ticket = {
-            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-            let t = self.staged.fetch_add(1, Ordering::SeqCst) + 1;
-            q.push((t, staged));
-            t
-        };
-        self.request_flush();
-        Ok(ticket)
+        Ok(self.enqueue(staged))
     }
 
     /// Stages the deletion of record segments whose newest record was
@@ -395,6 +388,11 @@ impl Store {
             logged: Vec::new(),
             dropped: Vec::new(),
         };
+        Ok(Some((self.enqueue(staged), n)))
+    }
+
+    /// Queues a staged batch for the flusher under the next ticket.
+    fn enqueue(&self, staged: Staged) -> u64 {
         let ticket = {
             let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
             let t = self.staged.fetch_add(1, Ordering::SeqCst) + 1;
@@ -402,7 +400,7 @@ impl Store {
             t
         };
         self.request_flush();
-        Ok(Some((ticket, n)))
+        ticket
     }
 
     /// The ticket of the latest staged batch.
