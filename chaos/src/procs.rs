@@ -282,6 +282,7 @@ impl ProcessCluster {
             role,
             exp: now + 3600,
             iat: now,
+            sid: None,
         })
     }
 

@@ -42,6 +42,8 @@ impl Kind {
     pub const SEARCH_INDEX: Kind = Kind(8);
     /// An idempotency record.
     pub const IDEM: Kind = Kind(9);
+    /// An account entry.
+    pub const ACCOUNT: Kind = Kind(10);
     /// First kind number reserved for the node's own wire messages.
     pub const NODE_BASE: u8 = 64;
 }

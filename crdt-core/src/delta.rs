@@ -19,6 +19,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::account::AccountEntry;
 use crate::cart::{CartOwner, LineSibling};
 use crate::catalog::ProductRecord;
 use crate::causal::{DotFun, DotStore};
@@ -27,7 +28,7 @@ use crate::codec::{self, DecodeError, Kind, Versioned};
 use crate::context::{CausalContext, Dot, DotList, VersionVector};
 use crate::counter::BoundedCounter;
 use crate::idem::IdemEntry;
-use crate::ids::{CartId, IdemKey, OrderId, ProductId};
+use crate::ids::{AccountId, CartId, IdemKey, OrderId, ProductId};
 use crate::order::OrderEntry;
 use crate::state::{Key, KeyEntry, KeyspaceId, ProductState, Sku, State};
 
@@ -80,6 +81,13 @@ pub enum Part {
         /// The record.
         entry: Box<IdemEntry>,
     },
+    /// An account's changed fields (a delta of its entry).
+    Account {
+        /// The account.
+        id: AccountId,
+        /// The fields to join.
+        entry: Box<AccountEntry>,
+    },
 }
 
 impl Part {
@@ -91,6 +99,7 @@ impl Part {
             Part::Stock { sku, .. } => Key::Stock(sku.clone()),
             Part::Order { id, .. } => Key::Order(*id),
             Part::Idem { key, .. } => Key::Idem(*key),
+            Part::Account { id, .. } => Key::Account(*id),
         }
     }
 }
@@ -178,6 +187,7 @@ impl Delta {
                 Part::Stock { sku, counter } => state.stock.modify(sku, |e| e.join(counter)).1,
                 Part::Order { id, entry } => state.orders.modify(id, |e| e.join(entry)).1,
                 Part::Idem { key, entry } => state.idem.modify(key, |e| e.join(entry)).1,
+                Part::Account { id, entry } => state.accounts.modify(id, |e| e.join(entry)).1,
             };
             if did {
                 let k = part.key();

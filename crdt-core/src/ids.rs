@@ -216,6 +216,22 @@ uuid_id!(
     IdemKey
 );
 
+uuid_id!(
+    /// A customer or staff account: a random UUID minted by the node that
+    /// takes the registration (never derived from the e-mail, so two
+    /// registrations of one e-mail on the two sides of a partition are two
+    /// accounts, of which one wins the e-mail; see [`crate::account`]).
+    AccountId
+);
+uuid_id!(
+    /// A signed-in session: one refresh-token family, minted at login.
+    SessionId
+);
+uuid_id!(
+    /// An address in an account's address book.
+    AddressId
+);
+
 /// A UUIDv8 derived from `parts` by BLAKE3 under a domain string: the same
 /// on every node and in every build, and — BLAKE3 being a cryptographic hash
 /// — nobody can choose inputs that land on an id they aim at.

@@ -13,8 +13,9 @@
 //!   dot stores, the add-wins set and map without tombstones, the LWW
 //!   register, the max-register and the bounded counter for stock; each
 //!   module states its lattice laws, and `tests/laws.rs` proves them;
-//! - [`money`], [`catalog`], [`cart`], [`order`], [`idem`], [`state`]: the
-//!   commerce domain on top, and the idempotency records of its writes;
+//! - [`money`], [`catalog`], [`cart`], [`order`], [`account`], [`idem`],
+//!   [`state`]: the commerce domain on top, its accounts, and the
+//!   idempotency records of its writes;
 //! - [`ops`], [`delta`], [`delta_log`], [`replica`]: local operations, the
 //!   deltas they make, the bounded causal log and the replica that ties it
 //!   all together;
@@ -24,6 +25,7 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used)]
 
+pub mod account;
 pub mod cart;
 pub mod catalog;
 pub mod causal;
@@ -49,7 +51,9 @@ pub mod status;
 pub use clock::{Hlc, HlcClock, Stamp};
 pub use context::{CausalContext, Dot, VersionVector};
 pub use delta::{Delta, Part, RepairSnapshot};
-pub use ids::{Actor, CartId, IdemKey, NodeId, OrderId, ProductId};
+pub use ids::{
+    AccountId, Actor, AddressId, CartId, IdemKey, NodeId, OrderId, ProductId, SessionId,
+};
 pub use ops::{CheckoutItems, Op, OpError};
 pub use replica::repair;
 pub use replica::{Applied, MergeOutcome, RepairOutcome, Replica, ReplicaConfig, ReplicaMeta};

@@ -22,10 +22,11 @@ use crate::context::{CausalContext, Dot, VersionVector};
 use crate::delta::{Delta, Part, RepairSnapshot};
 use crate::delta_log::{DeltaLog, LoggedDelta, Truncated};
 use crate::idem::{IdemEntry, IdemRecord};
-use crate::ids::{Actor, IdemKey, OrderId, ProductId};
-use crate::ops::{Op, OpError, PlanCtx, plan};
+use crate::ids::{AccountId, Actor, IdemKey, OrderId, ProductId};
+use crate::ops::{AccountChange, Op, OpError, PlanCtx, plan};
 use crate::state::{Key, KeyspaceId, State};
 
+mod accounts;
 mod idem;
 mod index;
 pub mod repair;
@@ -241,6 +242,10 @@ impl Replica {
         for id in orders {
             r.recheck_return(&id);
         }
+        let accounts: Vec<AccountId> = r.state.accounts.iter().map(|(k, _)| *k).collect();
+        for id in accounts {
+            r.reindex_account(&id);
+        }
         r.idem_expiry = r
             .state
             .idem
@@ -292,6 +297,13 @@ impl Replica {
                 .and_then(|s| s.iter().next().copied()),
             _ => None,
         };
+        let email_owner = match &op {
+            Op::Account {
+                change: AccountChange::Register { email, .. },
+                ..
+            } => self.account_by_email(email).map(|(id, _)| id),
+            _ => None,
+        };
         let dot = Dot::new(self.actor, self.applied.get(&self.actor) + 1);
         let mut ctx = PlanCtx {
             actor: self.actor,
@@ -300,6 +312,7 @@ impl Replica {
             wall_ms,
             sku_owner,
             max_cart_lines: self.max_cart_lines,
+            email_owner,
         };
         let mut delta = plan(op, &self.state, &mut ctx)?;
         let mut changed = self.join_delta(&delta);
@@ -419,6 +432,7 @@ impl Replica {
             match k {
                 Key::Order(id) => self.recheck_return(id),
                 Key::Idem(key) => self.note_idem(key),
+                Key::Account(id) => self.reindex_account(id),
                 _ => {}
             }
         }

@@ -1,4 +1,4 @@
-//! The whole replicated state: five keyspaces, their keys, and the stored
+//! The whole replicated state: six keyspaces, their keys, and the stored
 //! form of each entry.
 //!
 //! | keyspace | key | entry | CRDT |
@@ -8,9 +8,11 @@
 //! | stock | [`Sku`] | [`BoundedCounter`] | escrow counter |
 //! | orders | [`OrderId`] | [`OrderEntry`] | grow-only map of sales, max-registers and sets |
 //! | idempotency | [`IdemKey`] | [`IdemEntry`] | first record wins, expires by HLC |
+//! | accounts | [`AccountId`] | [`AccountEntry`] | registration, LWW fields, bounded session and failure maps |
 
 use serde::{Deserialize, Serialize};
 
+use crate::account::AccountEntry;
 use crate::cart::CartEntry;
 use crate::catalog::ProductRecord;
 use crate::causal::{DotFun, DotStore};
@@ -19,7 +21,7 @@ use crate::context::Covers;
 use crate::counter::BoundedCounter;
 use crate::digest::Hash128;
 use crate::idem::IdemEntry;
-use crate::ids::{CartId, IdemKey, OrderId, ProductId};
+use crate::ids::{AccountId, CartId, IdemKey, OrderId, ProductId};
 use crate::keyspace::{EntryValue, KeyBytes, Keyspace};
 use crate::order::OrderEntry;
 
@@ -49,10 +51,12 @@ pub enum KeyspaceId {
     Orders,
     /// Idempotency records.
     Idempotency,
+    /// Customer and staff accounts.
+    Accounts,
 }
 
 /// How many keyspaces there are.
-pub const KEYSPACES: usize = 5;
+pub const KEYSPACES: usize = 6;
 
 impl KeyspaceId {
     /// All keyspaces, in tag order.
@@ -62,6 +66,7 @@ impl KeyspaceId {
         KeyspaceId::Stock,
         KeyspaceId::Orders,
         KeyspaceId::Idempotency,
+        KeyspaceId::Accounts,
     ];
 
     /// The byte that prefixes this keyspace's keys on disk and in leaf hashes.
@@ -72,6 +77,7 @@ impl KeyspaceId {
             KeyspaceId::Stock => 3,
             KeyspaceId::Orders => 4,
             KeyspaceId::Idempotency => 5,
+            KeyspaceId::Accounts => 6,
         }
     }
 
@@ -88,6 +94,7 @@ impl KeyspaceId {
             KeyspaceId::Stock => "stock",
             KeyspaceId::Orders => "orders",
             KeyspaceId::Idempotency => "idempotency",
+            KeyspaceId::Accounts => "accounts",
         }
     }
 }
@@ -105,6 +112,8 @@ pub enum Key {
     Order(OrderId),
     /// An idempotency record.
     Idem(IdemKey),
+    /// An account.
+    Account(AccountId),
 }
 
 impl Key {
@@ -116,6 +125,7 @@ impl Key {
             Key::Stock(_) => KeyspaceId::Stock,
             Key::Order(_) => KeyspaceId::Orders,
             Key::Idem(_) => KeyspaceId::Idempotency,
+            Key::Account(_) => KeyspaceId::Accounts,
         }
     }
 
@@ -128,6 +138,7 @@ impl Key {
             Key::Stock(k) => k.write_key(&mut out),
             Key::Order(k) => k.write_key(&mut out),
             Key::Idem(k) => k.write_key(&mut out),
+            Key::Account(k) => k.write_key(&mut out),
         }
         out
     }
@@ -150,6 +161,7 @@ impl Key {
             Some(KeyspaceId::Carts) => Ok(Key::Cart(CartId(uuid()?))),
             Some(KeyspaceId::Orders) => Ok(Key::Order(OrderId(uuid()?))),
             Some(KeyspaceId::Idempotency) => Ok(Key::Idem(IdemKey(uuid()?))),
+            Some(KeyspaceId::Accounts) => Ok(Key::Account(AccountId(uuid()?))),
             Some(KeyspaceId::Stock) => {
                 let s = std::str::from_utf8(rest).map_err(|_| bad("a SKU must be UTF-8"))?;
                 Ok(Key::Stock(Sku(s.to_string())))
@@ -172,6 +184,7 @@ uuid_key!(ProductId);
 uuid_key!(CartId);
 uuid_key!(OrderId);
 uuid_key!(IdemKey);
+uuid_key!(AccountId);
 
 impl KeyBytes for Sku {
     fn write_key(&self, out: &mut Vec<u8>) {
@@ -207,6 +220,17 @@ impl EntryValue for IdemEntry {
     fn is_bottom(&self) -> bool {
         IdemEntry::is_bottom(self)
     }
+}
+
+impl EntryValue for AccountEntry {
+    fn is_bottom(&self) -> bool {
+        AccountEntry::is_bottom(self)
+    }
+}
+
+impl Versioned for AccountEntry {
+    const KIND: Kind = Kind::ACCOUNT;
+    const REVISION: u8 = 1;
 }
 
 impl Versioned for ProductState {
@@ -247,6 +271,8 @@ pub enum KeyEntry {
     Order(OrderId, OrderEntry),
     /// An idempotency record.
     Idem(IdemKey, IdemEntry),
+    /// An account (boxed: it is the largest entry).
+    Account(AccountId, Box<AccountEntry>),
 }
 
 impl KeyEntry {
@@ -258,6 +284,7 @@ impl KeyEntry {
             KeyEntry::Stock(k, _) => Key::Stock(k.clone()),
             KeyEntry::Order(k, _) => Key::Order(*k),
             KeyEntry::Idem(k, _) => Key::Idem(*k),
+            KeyEntry::Account(k, _) => Key::Account(*k),
         }
     }
 }
@@ -274,6 +301,8 @@ pub struct State {
     pub orders: Keyspace<OrderId, OrderEntry>,
     /// Idempotency records.
     pub idem: Keyspace<IdemKey, IdemEntry>,
+    /// Accounts.
+    pub accounts: Keyspace<AccountId, AccountEntry>,
 }
 
 impl Default for State {
@@ -292,6 +321,7 @@ impl State {
             stock: Keyspace::new(KeyspaceId::Stock.tag(), seed),
             orders: Keyspace::new(KeyspaceId::Orders.tag(), seed),
             idem: Keyspace::new(KeyspaceId::Idempotency.tag(), seed),
+            accounts: Keyspace::new(KeyspaceId::Accounts.tag(), seed),
         }
     }
 
@@ -304,6 +334,7 @@ impl State {
             Key::Stock(k) => self.stock.get(k).map(codec::encode),
             Key::Order(k) => self.orders.get(k).map(codec::encode),
             Key::Idem(k) => self.idem.get(k).map(codec::encode),
+            Key::Account(k) => self.accounts.get(k).map(codec::encode),
         }
     }
 
@@ -321,6 +352,10 @@ impl State {
                 .map(|e| KeyEntry::Stock(k.clone(), e.clone())),
             Key::Order(k) => self.orders.get(k).map(|e| KeyEntry::Order(*k, e.clone())),
             Key::Idem(k) => self.idem.get(k).map(|e| KeyEntry::Idem(*k, e.clone())),
+            Key::Account(k) => self
+                .accounts
+                .get(k)
+                .map(|e| KeyEntry::Account(*k, Box::new(e.clone()))),
         }
     }
 
@@ -349,6 +384,10 @@ impl State {
             Key::Idem(k) => {
                 let v: IdemEntry = codec::decode(bytes)?;
                 self.idem.modify(k, |e| e.join(&v));
+            }
+            Key::Account(k) => {
+                let v: AccountEntry = codec::decode(bytes)?;
+                self.accounts.modify(k, |e| *e = v);
             }
         }
         Ok(())
@@ -384,6 +423,9 @@ impl State {
             (Key::Stock(k), Some(KeyEntry::Stock(_, o))) => self.stock.modify(k, |e| e.join(o)).1,
             (Key::Order(k), Some(KeyEntry::Order(_, o))) => self.orders.modify(k, |e| e.join(o)).1,
             (Key::Idem(k), Some(KeyEntry::Idem(_, o))) => self.idem.modify(k, |e| e.join(o)).1,
+            (Key::Account(k), Some(KeyEntry::Account(_, o))) => {
+                self.accounts.modify(k, |e| e.join(o)).1
+            }
             // Grow-only keyspaces lose nothing to a peer that lacks a key.
             _ => false,
         }
@@ -402,6 +444,7 @@ impl State {
             KeyspaceId::Stock => self.stock.tree(),
             KeyspaceId::Orders => self.orders.tree(),
             KeyspaceId::Idempotency => self.idem.tree(),
+            KeyspaceId::Accounts => self.accounts.tree(),
         }
     }
 
@@ -433,6 +476,11 @@ impl State {
                 .keys_in_bucket(bucket)
                 .map(|k| Key::Idem(*k))
                 .collect(),
+            KeyspaceId::Accounts => self
+                .accounts
+                .keys_in_bucket(bucket)
+                .map(|k| Key::Account(*k))
+                .collect(),
         }
     }
 
@@ -444,6 +492,7 @@ impl State {
         out.extend(self.stock.iter().map(|(k, _)| Key::Stock(k.clone())));
         out.extend(self.orders.iter().map(|(k, _)| Key::Order(*k)));
         out.extend(self.idem.iter().map(|(k, _)| Key::Idem(*k)));
+        out.extend(self.accounts.iter().map(|(k, _)| Key::Account(*k)));
         out
     }
 
@@ -455,6 +504,7 @@ impl State {
             self.stock.len(),
             self.orders.len(),
             self.idem.len(),
+            self.accounts.len(),
         ]
     }
 
@@ -477,6 +527,7 @@ mod tests {
             Key::Stock(Sku("SKU-1".into())),
             Key::Order(OrderId(uuid::Uuid::from_u128(3))),
             Key::Idem(IdemKey(uuid::Uuid::from_u128(4))),
+            Key::Account(AccountId(uuid::Uuid::from_u128(5))),
         ];
         for k in keys {
             assert_eq!(Key::from_bytes(&k.to_bytes()), Ok(k));

@@ -23,5 +23,6 @@ pub fn token(config: &Path, role: Role, sub: &str) -> anyhow::Result<String> {
         role,
         exp: now + 3600,
         iat: now,
+        sid: None,
     }))
 }

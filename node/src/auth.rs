@@ -37,6 +37,10 @@ pub struct Claims {
     /// Issued at, Unix seconds.
     #[serde(default)]
     pub iat: u64,
+    /// The session (refresh-token family) of an account's token: signing
+    /// out ends it on every node. Absent in operator-minted tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// Why a token was refused (every case is a 401).
@@ -145,7 +149,41 @@ impl TokenKey {
             role: Role::Admin,
             exp: now + 60,
             iat: now,
+            sid: None,
         })
+    }
+
+    /// A 16-byte tag over `data` under the signing key, for `domain`: what
+    /// makes refresh tokens and guest cart ids impossible to forge.
+    pub fn seal(&self, domain: &str, data: &[u8]) -> [u8; 16] {
+        let secret = self
+            .keys
+            .first()
+            .map(|k| k.1.as_slice())
+            .unwrap_or_default();
+        Self::tag(secret, domain, data)
+    }
+
+    /// Whether `tag` seals `data` under any key held (in constant time per key).
+    pub fn check_seal(&self, domain: &str, data: &[u8], tag: &[u8]) -> bool {
+        self.keys.iter().any(|(_, secret)| {
+            let mut mac = Self::mac_for(secret);
+            mac.update(domain.as_bytes());
+            mac.update(&[0]);
+            mac.update(data);
+            mac.verify_truncated_left(tag).is_ok() && tag.len() == 16
+        })
+    }
+
+    fn tag(secret: &[u8], domain: &str, data: &[u8]) -> [u8; 16] {
+        let mut mac = Self::mac_for(secret);
+        mac.update(domain.as_bytes());
+        mac.update(&[0]);
+        mac.update(data);
+        let full = mac.finalize().into_bytes();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&full[..16]);
+        out
     }
 
     /// Checks a token at time `now_secs` and returns its claims.
@@ -235,6 +273,7 @@ mod tests {
             role: Role::Customer,
             exp,
             iat: 0,
+            sid: None,
         }
     }
 

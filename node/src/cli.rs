@@ -161,6 +161,7 @@ fn issue(key: &TokenKey, role: RoleArg, sub: Option<String>, ttl_hours: u64) -> 
         role,
         exp: now + ttl_hours * 3600,
         iat: now,
+        sid: None,
     })
 }
 

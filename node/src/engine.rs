@@ -567,5 +567,13 @@ pub fn op_kind(op: &Op) -> &'static str {
         Op::ReturnUnits { .. } => "return_units",
         Op::Record { .. } => "idempotency_record",
         Op::ClearCart { .. } => "cart_clear",
+        Op::Account { change, .. } => match change {
+            crdt_core::ops::AccountChange::Register { .. } => "account_register",
+            crdt_core::ops::AccountChange::StartSession { .. } => "account_login",
+            crdt_core::ops::AccountChange::Rotate { .. } => "account_refresh",
+            crdt_core::ops::AccountChange::Revoke { .. } => "account_revoke",
+            crdt_core::ops::AccountChange::FailedLogin => "account_failed_login",
+            _ => "account_update",
+        },
     }
 }

@@ -188,6 +188,7 @@ pub fn key_text(k: &Key) -> String {
         Key::Stock(s) => s.0.clone(),
         Key::Order(o) => o.to_string(),
         Key::Idem(i) => i.to_string(),
+        Key::Account(a) => a.to_string(),
     }
 }
 
@@ -213,6 +214,9 @@ fn audience_of(r: &crdt_core::Replica, k: &Key) -> Audience {
             .unwrap_or(Audience::Admin),
         // Records hold answers to customers' writes: operators only.
         Key::Idem(_) => Audience::Admin,
+        // Sign-ins, failed logins, profile changes: operators only (the
+        // event names the key, never the entry).
+        Key::Account(_) => Audience::Admin,
     }
 }
 

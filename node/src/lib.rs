@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used)]
 
+pub mod accounts;
 pub mod api;
 pub mod auth;
 pub mod cli;

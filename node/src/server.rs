@@ -136,13 +136,19 @@ pub async fn start(opts: NodeOptions) -> anyhow::Result<RunningNode> {
     };
     let http_addr = listener.local_addr()?;
     let limiter = Arc::new(crate::api::middleware::Limits::new(&config.http));
+    let accounts = Arc::new(
+        crate::accounts::Accounts::new(&config.accounts).context("setting up password hashing")?,
+    );
     {
-        let (limiter, sd) = (limiter.clone(), background.clone());
+        let (limiter, accounts, sd) = (limiter.clone(), accounts.clone(), background.clone());
         tasks.spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
             loop {
                 tokio::select! {
-                    _ = tick.tick() => limiter.prune(),
+                    _ = tick.tick() => {
+                        limiter.prune();
+                        accounts.guard.prune(crate::clock::now_ms());
+                    }
                     _ = sd.wait() => break,
                 }
             }
@@ -163,6 +169,7 @@ pub async fn start(opts: NodeOptions) -> anyhow::Result<RunningNode> {
         metrics,
         events: hub,
         limiter,
+        accounts,
     };
     let app = api::router(services, crate::console::router());
     let (http_stop, http_signal) = shutdown::pair();

@@ -74,6 +74,7 @@ async fn every_endpoint_and_its_bad_inputs() {
         role: Role::Admin,
         exp: 1_000,
         iat: 0,
+        sid: None,
     }));
     let none_alg =
         Client::new(n.addr).with_token(format!("eyJhbGciOiJub25lIn0.{}.", admin_body_b64()));

@@ -3,6 +3,8 @@
 
 #![allow(missing_docs)]
 
+mod accounts;
+mod accounts_cluster;
 mod api;
 mod api_shapes;
 mod browser;

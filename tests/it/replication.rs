@@ -222,6 +222,7 @@ async fn rogue(dir: &std::path::Path, id: &str, http: std::net::SocketAddr) -> s
         role: Role::Admin,
         exp: concord_node::clock::now_secs() + 600,
         iat: 0,
+        sid: None,
     });
     let rc = Client::new(http).with_token(token);
     let t = std::time::Instant::now();

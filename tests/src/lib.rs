@@ -163,6 +163,7 @@ impl InProcessNode {
             role,
             exp: now + 3600,
             iat: now,
+            sid: None,
         })
     }
 

@@ -14,7 +14,7 @@ use crate::context::Dot;
 use crate::counter::{BoundedCounter, InsufficientRights};
 use crate::delta::{Delta, Part};
 use crate::idem::{IdemEntry, IdemRecord};
-use crate::ids::{Actor, CartId, IdemKey, OrderId, ProductId};
+use crate::ids::{AccountId, Actor, CartId, IdemKey, OrderId, ProductId};
 use crate::money::Currency;
 use crate::order::Address;
 use crate::state::{Sku, State};
@@ -135,6 +135,13 @@ pub enum Op {
         /// The order.
         order: OrderId,
     },
+    /// Change an account (see [`AccountChange`]).
+    Account {
+        /// The account.
+        id: AccountId,
+        /// The change.
+        change: AccountChange,
+    },
     /// Record the first final answer to an idempotency key (its stamp and
     /// writer are this node's, whatever the caller filled in).
     Record {
@@ -224,6 +231,9 @@ pub enum OpError {
     /// to the status the order already has).
     #[error("nothing to change")]
     Unchanged,
+    /// An account change refused.
+    #[error(transparent)]
+    Account(#[from] AccountError),
 }
 
 /// What planning needs besides the state.
@@ -235,6 +245,8 @@ pub(crate) struct PlanCtx<'a> {
     pub sku_owner: Option<ProductId>,
     /// Most lines one cart may hold (`ReplicaConfig::max_cart_lines`).
     pub max_cart_lines: usize,
+    /// The account that owns the e-mail a registration names, if any.
+    pub email_owner: Option<AccountId>,
 }
 
 /// A delta that carries one SKU's new stock counter.
@@ -326,8 +338,11 @@ fn cart_line(
     Ok(delta(ctx, hlc, covers, parts))
 }
 
+mod accounts;
 mod orders;
 
+use accounts::plan_account;
+pub use accounts::{AccountChange, AccountError};
 use orders::{plan_checkout, plan_move, plan_return};
 
 pub(crate) fn plan(op: Op, state: &State, ctx: &mut PlanCtx<'_>) -> Result<Delta, OpError> {
@@ -486,6 +501,7 @@ pub(crate) fn plan(op: Op, state: &State, ctx: &mut PlanCtx<'_>) -> Result<Delta
             Ok(delta(ctx, hlc, covers, parts))
         }
         Op::ReturnUnits { order } => plan_return(state, ctx, order),
+        Op::Account { id, change } => plan_account(state, ctx, id, change),
         Op::Record { key, record } => {
             let hlc = ctx.clock.now(ctx.wall_ms);
             let mut record = *record;

@@ -6,7 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::Replica;
-use crate::ids::{CartId, OrderId, ProductId};
+use crate::clock::Hlc;
+use crate::ids::{AccountId, Actor, CartId, OrderId, ProductId};
 use crate::status::OrderStatus;
 
 /// What indexes a product: its SKU and category.
@@ -56,7 +57,15 @@ pub(super) struct Indexes {
     pub by_status: BTreeMap<OrderStatus, BTreeSet<OrderPos>>,
     /// Orders by the cart they were checked out from.
     pub by_cart: BTreeMap<CartId, BTreeSet<OrderPos>>,
+    /// Registered accounts by e-mail, in claim order (the first owns it).
+    pub emails: BTreeMap<String, BTreeSet<EmailClaim>>,
+    /// Each registered account's claim.
+    pub claims: BTreeMap<AccountId, (String, EmailClaim)>,
 }
+
+/// An account's claim on its e-mail: registration time, node, account. The
+/// least claim owns the e-mail.
+pub(super) type EmailClaim = (Hlc, Actor, AccountId);
 
 fn unlink<K: Ord, V: Ord>(m: &mut BTreeMap<K, BTreeSet<V>>, k: &K, v: &V) {
     if let Some(set) = m.get_mut(k) {
@@ -85,6 +94,26 @@ impl Indexes {
         if let Some((sku, cat)) = new {
             self.sku.entry(sku).or_default().insert(id);
             self.category.entry(cat).or_default().insert(id);
+        }
+    }
+
+    /// Records an account's claim on its e-mail (`None`: not registered).
+    pub fn set_account(&mut self, id: AccountId, now: Option<(String, EmailClaim)>) {
+        let old = self.claims.get(&id).cloned();
+        if old == now {
+            return;
+        }
+        if let Some((email, claim)) = &old {
+            unlink(&mut self.emails, email, claim);
+        }
+        match now {
+            Some((email, claim)) => {
+                self.emails.entry(email.clone()).or_default().insert(claim);
+                self.claims.insert(id, (email, claim));
+            }
+            None => {
+                self.claims.remove(&id);
+            }
         }
     }
 

@@ -214,6 +214,7 @@ impl Replica {
             match key {
                 Key::Order(id) => self.recheck_return(id),
                 Key::Idem(k) => self.note_idem(k),
+                Key::Account(k) => self.reindex_account(k),
                 _ => {}
             }
         }
@@ -371,6 +372,10 @@ impl Replica {
             }
             Key::Idem(k) => {
                 self.state.forget_idem(k);
+            }
+            Key::Account(k) => {
+                self.state.accounts.modify(k, |e| *e = Default::default());
+                self.reindex_account(k);
             }
         }
         had

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use crdt_core::account::{AccountEntry, AccountRole, Registration, Rotation, SessionState};
 use crdt_core::causal::Causal;
 use crdt_core::clock::{Hlc, Stamp};
 use crdt_core::counter::BoundedCounter;
@@ -13,7 +14,7 @@ use crdt_core::lww::Lww;
 use crdt_core::order::{OrderEntry, OrderHeader};
 use crdt_core::orset::{OrMap, OrSet};
 use crdt_core::status::{MaxReg, OrderStatus};
-use crdt_core::{Actor, Replica, ReplicaConfig};
+use crdt_core::{Actor, AddressId, Replica, ReplicaConfig, SessionId};
 use crdts::{CmRDT, CvRDT, Orswot};
 use proptest::prelude::*;
 
@@ -232,6 +233,64 @@ fn idem_entry() -> impl Strategy<Value = IdemEntry> {
     })
 }
 
+/// Account entries over a small universe: up to 40 sessions (more than an
+/// account keeps, so truncation runs), each with the creation time its id
+/// fixes (creation is immutable), random rotations and revocations; failure
+/// buckets beyond the kept number; registrations, names and addresses.
+fn account_entry() -> impl Strategy<Value = AccountEntry> {
+    let session = (0u128..40, 0u32..4, 0u64..3, 0usize..3, any::<bool>());
+    let failure = (0u64..8, 0usize..3, 0u32..5);
+    let reg = prop::option::of((0u64..3, 0usize..3));
+    let name = prop::option::of((0u32..3, stamp()));
+    let address = (0u128..3, any::<bool>(), stamp());
+    (
+        prop::collection::vec(session, 0..40),
+        prop::collection::vec(failure, 0..10),
+        reg,
+        name,
+        prop::collection::vec(address, 0..4),
+    )
+        .prop_map(|(sessions, failures, reg, name, addresses)| {
+            let a = actors();
+            let mut e = AccountEntry::default();
+            for (sid, generation, at, w, revoked) in sessions {
+                let s = SessionState {
+                    created: Hlc {
+                        ms: 1_000 + (sid as u64 % 7),
+                        logical: sid as u32,
+                    },
+                    rotation: Rotation {
+                        generation,
+                        at_ms: at,
+                        writer: Some(a[w]),
+                    },
+                    revoked,
+                };
+                let mut d = AccountEntry::default();
+                d.sessions.insert(SessionId(uuid::Uuid::from_u128(sid)), s);
+                e.join(&d);
+            }
+            for (bucket, w, n) in failures {
+                let mut d = AccountEntry::default();
+                d.failures.entry(bucket).or_default().insert(a[w], n);
+                e.join(&d);
+            }
+            e.registration = reg.map(|(ms, w)| Registration {
+                created: Hlc { ms, logical: 0 },
+                writer: a[w],
+                email: "a@example.com".into(),
+                role: AccountRole::Customer,
+            });
+            e.name = name.map(|(v, s)| Lww::new(format!("n{v}"), s));
+            for (id, live, s) in addresses {
+                let v = live.then(crate::support::address);
+                e.addresses
+                    .insert(AddressId(uuid::Uuid::from_u128(id)), Lww::new(v, s));
+            }
+            e
+        })
+}
+
 fn join_causal<S: crdt_core::causal::DotStore>(a: &Causal<S>, b: &Causal<S>) -> Causal<S> {
     a.joined(b)
 }
@@ -279,6 +338,15 @@ proptest! {
     #[test]
     fn idem_entry_laws(x in idem_entry(), y in idem_entry(), z in idem_entry()) {
         check_laws(&x, &y, &z, |a, b| { let mut r = a.clone(); r.join(b); r });
+    }
+
+    #[test]
+    fn account_entry_laws(x in account_entry(), y in account_entry(), z in account_entry()) {
+        let join = |a: &AccountEntry, b: &AccountEntry| { let mut r = a.clone(); r.join(b); r };
+        check_laws(&x, &y, &z, join);
+        let xyz = join(&join(&x, &y), &z);
+        prop_assert!(xyz.sessions.len() <= crdt_core::account::MAX_SESSIONS);
+        prop_assert!(xyz.failures.len() <= crdt_core::account::FAILURE_BUCKETS);
     }
 
     #[test]

@@ -17,6 +17,35 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiQuery, Caller, cart_param, path_param};
 use crate::engine::WriteError;
 
+/// Who acts on a cart: the token's customer (`None` for an admin) — or,
+/// without a token, a guest, on a guest cart id a node minted (see
+/// [`crate::accounts::tokens`]) that no account has bound yet (403 once one
+/// has: sign in). A guest acts like an admin on that one cart, with no
+/// owner to bind; signing in with the cart's id binds it.
+async fn cart_caller(
+    state: &AppState,
+    caller: &Caller,
+    raw: &str,
+    cart: CartId,
+) -> Result<Option<String>, ApiError> {
+    if caller.0.is_some() || !crate::accounts::is_guest_cart(raw, &state.tokens) {
+        return caller.customer();
+    }
+    let bound = state.engine.peek(|r| {
+        r.state()
+            .carts
+            .get(&cart)
+            .and_then(|e| e.customer())
+            .is_some()
+    });
+    if bound {
+        return Err(ApiError::forbidden(
+            "this guest cart now belongs to an account: sign in to use it",
+        ));
+    }
+    Ok(None)
+}
+
 /// 403 when a customer acts on a cart bound to another customer.
 async fn check_owner(
     state: &AppState,
@@ -95,7 +124,7 @@ async fn write_cart(
 
 /// The cart (empty if nothing was ever added).
 #[utoipa::path(get, path = "/api/v1/carts/{cartId}", tag = "carts",
-    params(("cartId" = String, Path, description = "Cart id: a UUID or 1–64 of A–Z a–z 0–9 . _ -")), security(("bearer" = [])),
+    params(("cartId" = String, Path, description = "Cart id: a UUID or 1–64 of A–Z a–z 0–9 . _ -; a guest cart id needs no token")), security(("bearer" = []), ()),
     responses((status = 200, description = "The cart", body = CartView),
         (status = 403, description = "Another customer's cart", body = ErrorBody),
         (status = 404, description = "Not a cart id (`cart_not_found`): neither a UUID nor a valid name", body = ErrorBody)))]
@@ -104,13 +133,13 @@ pub async fn get_cart(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<CartView>, ApiError> {
-    let customer = caller.customer()?;
     let cart = CartId::from_client(&id).map_err(|_| {
         ApiError::not_found(
             "cart_not_found",
             format!("cart {:.80} not found", id.escape_debug()),
         )
     })?;
+    let customer = cart_caller(&state, &caller, &id, cart).await?;
     Ok(Json(
         cart_view(&state, cart, &id, customer.as_deref()).await?,
     ))
@@ -118,7 +147,7 @@ pub async fn get_cart(
 
 /// Adds units of a product to a cart (a cart holds no stock).
 #[utoipa::path(post, path = "/api/v1/carts/{cartId}/items", tag = "carts", request_body = AddItem,
-    params(("cartId" = String, Path, description = "Cart id: a UUID or 1–64 of A–Z a–z 0–9 . _ -")), security(("bearer" = [])),
+    params(("cartId" = String, Path, description = "Cart id: a UUID or 1–64 of A–Z a–z 0–9 . _ -; a guest cart id needs no token")), security(("bearer" = []), ()),
     responses((status = 200, description = "The cart after the change", body = CartView),
         (status = 403, description = "Another customer's cart", body = ErrorBody),
         (status = 404, description = "No such product", body = ErrorBody),
@@ -129,8 +158,8 @@ pub async fn add_item(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<AddItem>,
 ) -> Result<Answer, ApiError> {
-    let customer = caller.customer()?;
     let cart = cart_param("cartId", &id)?;
+    let customer = cart_caller(&state, &caller, &id, cart).await?;
     check_owner(&state, cart, customer.as_deref()).await?;
     if body.quantity == 0 || body.quantity > crdt_core::ops::MAX_LINE_QUANTITY {
         return Err(ApiError::field("quantity", "must be between 1 and 1000000"));
@@ -146,8 +175,8 @@ pub async fn add_item(
 
 /// Sets a line's quantity; 0 removes the line.
 #[utoipa::path(put, path = "/api/v1/carts/{cartId}/items/{productId}", tag = "carts", request_body = SetItem,
-    params(("cartId" = String, Path, description = "Cart id: a UUID or 1–64 of A–Z a–z 0–9 . _ -"), ("productId" = Uuid, Path, description = "Product id")),
-    security(("bearer" = [])),
+    params(("cartId" = String, Path, description = "Cart id: a UUID or 1–64 of A–Z a–z 0–9 . _ -; a guest cart id needs no token"), ("productId" = Uuid, Path, description = "Product id")),
+    security(("bearer" = []), ()),
     responses((status = 200, description = "The cart after the change", body = CartView),
         (status = 403, description = "Another customer's cart", body = ErrorBody),
         (status = 404, description = "No such product or line", body = ErrorBody),
@@ -158,8 +187,8 @@ pub async fn set_item(
     Path((id, product)): Path<(String, String)>,
     ApiJson(body): ApiJson<SetItem>,
 ) -> Result<Answer, ApiError> {
-    let customer = caller.customer()?;
     let cart = cart_param("cartId", &id)?;
+    let customer = cart_caller(&state, &caller, &id, cart).await?;
     check_owner(&state, cart, customer.as_deref()).await?;
     let product = ProductId(path_param("productId", &product)?);
     if body.quantity > crdt_core::ops::MAX_LINE_QUANTITY {
@@ -176,8 +205,8 @@ pub async fn set_item(
 
 /// Removes a line from a cart.
 #[utoipa::path(delete, path = "/api/v1/carts/{cartId}/items/{productId}", tag = "carts",
-    params(("cartId" = String, Path, description = "Cart id: a UUID or 1–64 of A–Z a–z 0–9 . _ -"), ("productId" = Uuid, Path, description = "Product id")),
-    security(("bearer" = [])),
+    params(("cartId" = String, Path, description = "Cart id: a UUID or 1–64 of A–Z a–z 0–9 . _ -; a guest cart id needs no token"), ("productId" = Uuid, Path, description = "Product id")),
+    security(("bearer" = []), ()),
     responses((status = 200, description = "The cart after the change", body = CartView),
         (status = 403, description = "Another customer's cart", body = ErrorBody),
         (status = 404, description = "The product is not in the cart", body = ErrorBody)))]
@@ -186,8 +215,8 @@ pub async fn remove_item(
     caller: Caller,
     Path((id, product)): Path<(String, String)>,
 ) -> Result<Answer, ApiError> {
-    let customer = caller.customer()?;
     let cart = cart_param("cartId", &id)?;
+    let customer = cart_caller(&state, &caller, &id, cart).await?;
     check_owner(&state, cart, customer.as_deref()).await?;
     let product = ProductId(path_param("productId", &product)?);
     let op = Op::RemoveCartItem {

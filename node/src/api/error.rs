@@ -75,6 +75,14 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, code, message)
     }
 
+    /// 429 with the seconds before a retry can succeed.
+    pub fn too_many(code: &'static str, message: impl Into<String>, retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+        }
+    }
+
     /// 503 with a retry hint.
     pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
         Self {
@@ -123,6 +131,16 @@ impl From<OpError> for ApiError {
             OpError::TooLarge(_) => Self::bad_request("too_large", msg),
             OpError::Unchanged => Self::new(S::CONFLICT, "unchanged", msg),
             OpError::CartFull(_) => Self::new(S::CONFLICT, "cart_full", msg),
+            OpError::Account(a) => {
+                use crdt_core::ops::AccountError as A;
+                match a {
+                    A::EmailTaken => Self::new(S::CONFLICT, "email_taken", msg),
+                    A::NotFound(_) => Self::not_found("customer_not_found", msg),
+                    A::SessionEnded | A::StaleGeneration => Self::unauthorized(msg),
+                    A::AddressNotFound(_) => Self::not_found("address_not_found", msg),
+                    A::AddressBookFull(_) => Self::new(S::CONFLICT, "address_book_full", msg),
+                }
+            }
         }
     }
 }

@@ -120,10 +120,24 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if let Some(Verified(c)) = parts.extensions.get::<Verified>() {
-            return Ok(Caller(Some(c.clone())));
+        let claims = match parts.extensions.get::<Verified>() {
+            Some(Verified(c)) => Some(c.clone()),
+            None => claims_of(&parts.headers, state)?,
+        };
+        if let Some(c) = &claims {
+            state
+                .engine
+                .peek(|r| crate::accounts::standing(r, c))
+                .map_err(|e| match e {
+                    crate::accounts::Standing::Disabled => ApiError::new(
+                        axum::http::StatusCode::FORBIDDEN,
+                        "account_disabled",
+                        e.to_string(),
+                    ),
+                    _ => ApiError::unauthorized(e.to_string()),
+                })?;
         }
-        claims_of(&parts.headers, state).map(Caller)
+        Ok(Caller(claims))
     }
 }
 
@@ -181,5 +195,27 @@ impl Caller {
             Role::Admin => None,
             Role::Customer => Some(c.sub.clone()),
         })
+    }
+}
+
+/// The client's address, as the rate limits count it (see
+/// [`super::middleware::client_ip`]); loopback when the connection's peer is
+/// unknown (requests the node makes to itself).
+pub struct ClientIp(pub std::net::IpAddr);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        Ok(ClientIp(super::middleware::client_ip(
+            peer,
+            &parts.headers,
+            state.limiter.trusted(),
+        )))
     }
 }

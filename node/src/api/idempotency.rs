@@ -208,7 +208,10 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     if !matches!(
         *req.method(),
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
-    ) {
+    ) || req.uri().path().starts_with("/api/v1/auth/")
+    {
+        // Sign-in answers carry tokens, which are never recorded; those
+        // routes are safe to retry as they are (see `api::auth`).
         return next.run(req).await;
     }
     let key = match key_of(req.headers()) {

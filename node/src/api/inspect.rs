@@ -133,6 +133,13 @@ pub async fn bucket(
                         crdt_core::state::KeyEntry::Stock(_, e) => serde_json::to_value(e),
                         crdt_core::state::KeyEntry::Order(_, e) => serde_json::to_value(e),
                         crdt_core::state::KeyEntry::Idem(_, e) => serde_json::to_value(e),
+                        // Admins see an account's fields, never its hash.
+                        crdt_core::state::KeyEntry::Account(_, mut e) => {
+                            if let Some(p) = e.password.as_mut() {
+                                p.value = "(argon2id hash, not shown)".into();
+                            }
+                            serde_json::to_value(&e)
+                        }
                     }
                     .ok()?;
                     Some(BucketEntry {

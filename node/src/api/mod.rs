@@ -5,16 +5,19 @@
 //! generated from the handlers' annotations, so it cannot drift from them.
 
 pub mod answer;
+pub mod auth;
 pub mod carts;
 pub mod catalog;
 pub mod conditional;
 pub mod cors;
+pub mod customers;
 pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
 pub mod inspect;
 pub mod inventory;
+pub mod me;
 pub mod middleware;
 pub mod orders;
 pub mod system;
@@ -58,6 +61,8 @@ pub struct Services {
     pub events: Arc<crate::events::EventHub>,
     /// Rate limits (pruned by the node's housekeeping).
     pub limiter: Arc<middleware::Limits>,
+    /// Password hashing and login limits.
+    pub accounts: Arc<crate::accounts::Accounts>,
 }
 
 /// The parts of [`AppState`]: the services, and what the router adds.
@@ -94,6 +99,7 @@ impl std::ops::Deref for AppState {
         (name = "search", description = "Semantic search over the local replica"),
         (name = "inventory", description = "Stock and stock rights"),
         (name = "carts", description = "Shopping carts"),
+        (name = "accounts", description = "Customer and staff accounts, sessions, address books"),
         (name = "orders", description = "Checkout and order status"),
         (name = "cluster", description = "Replication status"),
         (name = "system", description = "Health, readiness, metrics"),
@@ -208,6 +214,24 @@ pub fn router(services: Services, extra: Router<AppState>) -> Router {
         .routes(routes!(catalog::search))
         .routes(routes!(inventory::restock))
         .routes(routes!(inventory::get_inventory))
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::new_guest_cart))
+        .routes(routes!(me::get_me, me::patch_me))
+        .routes(routes!(me::change_password))
+        .routes(routes!(me::list_addresses, me::add_address))
+        .routes(routes!(
+            me::get_address,
+            me::patch_address,
+            me::delete_address
+        ))
+        .routes(routes!(customers::list_customers))
+        .routes(routes!(customers::get_customer))
+        .routes(routes!(customers::disable_customer))
+        .routes(routes!(customers::enable_customer))
+        .routes(routes!(customers::create_staff))
         .routes(routes!(carts::list_carts))
         .routes(routes!(carts::get_cart))
         .routes(routes!(carts::add_item))

@@ -204,6 +204,7 @@ pub async fn forget_key(
         KeyspaceId::Orders => Key::Order(OrderId(uuid()?)),
         KeyspaceId::Stock => Key::Stock(Sku(body.key.clone())),
         KeyspaceId::Idempotency => Key::Idem(IdemKey(uuid()?)),
+        KeyspaceId::Accounts => Key::Account(crdt_core::AccountId(uuid()?)),
     };
     let had = state
         .engine

@@ -151,7 +151,7 @@ fn cors_origins(
         .collect()
 }
 
-fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
+pub(super) fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
     invalid: &dyn Fn(&str, String) -> ConfigError,
     field: &str,
     v: T,

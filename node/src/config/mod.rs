@@ -14,8 +14,10 @@ use std::path::{Path, PathBuf};
 use crdt_core::NodeId;
 use serde::Deserialize;
 
+pub mod accounts;
 pub mod http;
 
+pub use accounts::{AccountsConfig, RawAccounts};
 pub use http::{FairUse, HttpConfig, RateLimit, RawHttp, RawLimits, RouteLimit};
 
 /// Why a configuration was refused.
@@ -105,6 +107,8 @@ pub struct RawConfig {
     pub replication: Option<RawReplication>,
     /// `[limits]`: fair use of carts and orders.
     pub limits: Option<RawLimits>,
+    /// `[accounts]`: tokens, password hashing, login limits.
+    pub accounts: Option<RawAccounts>,
 }
 
 /// One node of the cluster, validated.
@@ -150,6 +154,8 @@ pub struct ClusterConfig {
     pub replication: ReplicationConfig,
     /// Fair use of carts and orders.
     pub limits: FairUse,
+    /// Accounts and sign-in.
+    pub accounts: AccountsConfig,
 }
 
 impl ClusterConfig {
@@ -248,6 +254,7 @@ impl ClusterConfig {
         }
         let http = HttpConfig::validate(raw.http.as_ref(), base, &invalid)?;
         let limits = FairUse::validate(raw.limits.as_ref(), &invalid)?;
+        let accounts = AccountsConfig::validate(raw.accounts.as_ref(), &invalid)?;
         let r = raw.replication.as_ref();
         let replication = ReplicationConfig {
             delta_log_bytes: r.and_then(|r| r.delta_log_mib).unwrap_or(256) << 20,
@@ -281,6 +288,7 @@ impl ClusterConfig {
             http,
             replication,
             limits,
+            accounts,
         })
     }
 

@@ -133,6 +133,7 @@ mod tests {
             role: crate::auth::Role::Customer,
             exp: 2_000,
             iat: 0,
+            sid: None,
         };
         let before = old.issue(&claims);
         assert_eq!(rotate(&pki).expect("rotate"), "k1");

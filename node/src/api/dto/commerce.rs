@@ -170,7 +170,12 @@ pub struct AddressDto {
 impl AddressDto {
     /// The validated address; `recipient` names it when the body does not.
     pub fn validate(&self, recipient: &str) -> Result<Address, ApiError> {
-        let f = |n: &str| format!("shippingAddress.{n}");
+        self.validate_at("shippingAddress.", recipient)
+    }
+
+    /// Like [`AddressDto::validate`], naming fields under `prefix`.
+    pub fn validate_at(&self, prefix: &str, recipient: &str) -> Result<Address, ApiError> {
+        let f = |n: &str| format!("{prefix}{n}");
         let country = super::country::alpha2(&self.country).ok_or_else(|| {
             ApiError::field(
                 &f("country"),
@@ -233,11 +238,14 @@ pub struct Checkout {
     pub cart_id: Option<String>,
     /// Or buy these lines.
     pub line_items: Option<Vec<LineItemRequest>>,
-    /// Who buys.
+    /// Who buys: required with an admin token; a customer's own id (the
+    /// default) with a customer token.
     #[schema(min_length = 1, max_length = 100)]
-    pub customer_id: String,
-    /// Where it ships.
-    pub shipping_address: AddressDto,
+    pub customer_id: Option<String>,
+    /// Where it ships (exclusive with `shippingAddressId`).
+    pub shipping_address: Option<AddressDto>,
+    /// Or an address of the customer's address book.
+    pub shipping_address_id: Option<Uuid>,
 }
 
 /// One order line as placed.

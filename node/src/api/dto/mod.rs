@@ -6,10 +6,12 @@
 //! are read from the JSON text itself — a number or a string — and never pass
 //! through a float.
 
+mod accounts;
 mod catalog;
 mod commerce;
 mod country;
 
+pub use accounts::*;
 pub use catalog::*;
 pub use commerce::*;
 
