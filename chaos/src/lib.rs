@@ -23,6 +23,7 @@ pub mod nemesis;
 pub mod observe;
 pub mod procs;
 pub mod proxy;
+pub mod registrar;
 pub mod report;
 pub mod retrying;
 pub mod run;

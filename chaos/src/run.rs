@@ -77,6 +77,10 @@ async fn digests(c: &ProcessCluster, n: usize) -> Vec<Option<String>> {
     out
 }
 
+/// Accounts in a chaos run: cheap hashes, and no limit or lockout, since
+/// every client is 127.0.0.1 and the final reads try every password.
+const ACCOUNTS_TOML: &str = "[accounts]\nargon2_memory_kib = 1024\nargon2_iterations = 1\nlogin_per_address = 0\nregister_per_address = 0\nlockout_failures = 1000000\ndelay_after_failures = 1000000\n";
+
 /// Runs a chaos test.
 pub async fn run(o: Options) -> anyhow::Result<Outcome> {
     let started_at = concord_node::clock::rfc3339(concord_node::clock::now_ms());
@@ -104,7 +108,7 @@ pub async fn run(o: Options) -> anyhow::Result<Outcome> {
         // refuse most of their adds and checkouts: lift them, but let unpaid
         // orders expire after a minute so expiry runs under the faults too.
         extra_toml: format!(
-            "{}header_read_timeout_ms = {HEADER_TIMEOUT_MS}\n\n[limits]\nmax_cart_lines = 10000\nmax_open_orders_per_customer = 100000\nunpaid_order_ttl_secs = {UNPAID_TTL_SECS}\n",
+            "{}header_read_timeout_ms = {HEADER_TIMEOUT_MS}\n\n[limits]\nmax_cart_lines = 10000\nmax_open_orders_per_customer = 100000\nunpaid_order_ttl_secs = {UNPAID_TTL_SECS}\n\n{ACCOUNTS_TOML}",
             Spec::default().extra_toml
         ),
         lazyfs: if o.kinds.contains(&FaultKind::PowerCut) {
@@ -205,6 +209,25 @@ pub async fn run(o: Options) -> anyhow::Result<Outcome> {
             stop_rx.clone(),
         )));
     }
+    // The same e-mail on two nodes at once, about one a second.
+    let reg_log = Arc::new(Mutex::new(crate::registrar::RegLog::new()));
+    let reg_nodes: Vec<(String, Client)> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            (
+                id.clone(),
+                c.anonymous(i).with_timeout(Duration::from_secs(2)),
+            )
+        })
+        .collect();
+    clients.push(tokio::spawn(crate::registrar::run(
+        reg_nodes,
+        o.seed,
+        1.0,
+        reg_log.clone(),
+        stop_rx.clone(),
+    )));
     // Stock samples from every node, twice a second.
     let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
     let sampler = {
@@ -415,6 +438,21 @@ pub async fn run(o: Options) -> anyhow::Result<Outcome> {
             );
         }
     }
+    // Every acknowledged password on every node (after the final reads:
+    // a sign-in writes a session).
+    let reg_log = reg_log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut logins = BTreeMap::new();
+    for (i, id) in ids.iter().enumerate() {
+        let cl = nem.c.anonymous(i).with_timeout(Duration::from_secs(10));
+        logins.insert(id.clone(), crate::registrar::read(&cl, &reg_log).await);
+    }
+    let wiped: BTreeSet<String> = schedule
+        .iter()
+        .filter_map(|f| match f.action {
+            nemesis::Action::Wipe(i) => ids.get(i).cloned(),
+            _ => None,
+        })
+        .collect();
     let audience_probes = crate::audience::probe(&nem.c, &finals).await;
     let entries = history.entries();
     let all_ops: Vec<_> = ops(&entries)
@@ -442,17 +480,11 @@ pub async fn run(o: Options) -> anyhow::Result<Outcome> {
         ("audience", checkers::audience::check(&audience_probes)),
         (
             "exactly-once",
-            checkers::exactly_once::check(
-                &retry_log,
-                &retry_reads,
-                &schedule
-                    .iter()
-                    .filter_map(|f| match f.action {
-                        nemesis::Action::Wipe(i) => ids.get(i).cloned(),
-                        _ => None,
-                    })
-                    .collect(),
-            ),
+            checkers::exactly_once::check(&retry_log, &retry_reads, &wiped),
+        ),
+        (
+            "unique-email",
+            checkers::unique_email::check(&reg_log, &logins, &wiped),
         ),
     ];
     let stats = checkers::stats::compute(&all_ops, &heals, &wire);

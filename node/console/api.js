@@ -4,6 +4,8 @@
 
 const TOKEN_KEY = 'concord.token';
 const CART_KEY = 'concord.cart';
+const REFRESH_KEY = 'concord.refresh';
+const EMAIL_KEY = 'concord.email';
 
 /** An API failure: HTTP status plus the API's `{error: {code, message}}`. */
 export class ApiError extends Error {
@@ -69,6 +71,36 @@ export function setToken(token) {
   if (token) localStorage.setItem(TOKEN_KEY, token);
   else localStorage.removeItem(TOKEN_KEY);
   tokenChanged.dispatchEvent(new Event('change'));
+}
+
+/**
+ * Signs in (`mode` "login") or signs up (`mode` "register") with e-mail and
+ * password, keeping the session's tokens in this browser; the browser's cart
+ * id is then the account's own.
+ */
+export async function signIn(mode, body) {
+  const s = await call('POST', `/auth/${mode}`, body);
+  localStorage.setItem(REFRESH_KEY, s.refreshToken);
+  localStorage.setItem(EMAIL_KEY, s.account.email);
+  // A fresh cart for the account (a cart another token wrote stays theirs).
+  localStorage.removeItem(CART_KEY);
+  setToken(s.accessToken);
+  return s;
+}
+
+/** Signs the session out on every node, and forgets its tokens here. */
+export async function signOut() {
+  if (localStorage.getItem(REFRESH_KEY)) {
+    try { await call('POST', '/auth/logout', {}); } catch { /* already ended */ }
+  }
+  localStorage.removeItem(REFRESH_KEY);
+  localStorage.removeItem(EMAIL_KEY);
+  setToken('');
+}
+
+/** The e-mail of the signed-in account, if the token came from a sign-in. */
+export function accountEmail() {
+  return getToken() ? localStorage.getItem(EMAIL_KEY) : null;
 }
 
 /** Fires `change` when the token is set or cleared. */

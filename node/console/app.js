@@ -5,7 +5,7 @@
 // `signal` aborts when the view is left: views hang their event listeners
 // and timers on it, and check it after each await before touching the page.
 
-import { cartId, claims, connectEvents, events, get, getToken, setToken, tokenChanged } from './api.js';
+import { accountEmail, cartId, claims, connectEvents, events, get, getToken, setToken, signIn, signOut, tokenChanged } from './api.js';
 import { append, h, replace } from './dom.js';
 import * as cluster from './cluster.js';
 import * as catalog from './catalog.js';
@@ -73,6 +73,38 @@ function route() {
 
 // ------------------------------------------------------------------ header
 
+/** Sign in or create an account with e-mail and password. */
+function accountForm(done) {
+  const field = (name, label, attrs) => [h('label', { for: `acct-${name}` }, label), h('input', { id: `acct-${name}`, name, ...attrs })];
+  const out = h('p', { class: 'out', role: 'status' });
+  const form = h('form', { class: 'account-form' },
+    h('div', { class: 'fields' },
+      field('email', 'E-mail', { type: 'email', required: true, autocomplete: 'email', maxlength: 254 }),
+      field('password', 'Password', { type: 'password', required: true, autocomplete: 'current-password', minlength: 8, maxlength: 256 }),
+      field('name', 'Name (to create an account)', { autocomplete: 'name', maxlength: 100 })),
+    h('div', { class: 'row' },
+      h('button', { type: 'submit', value: 'login' }, 'Sign in'),
+      h('button', { type: 'submit', value: 'register', class: 'secondary' }, 'Create account')),
+    out);
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const mode = e.submitter?.value === 'register' ? 'register' : 'login';
+    const v = Object.fromEntries(new FormData(form));
+    const body = { email: v.email, password: v.password };
+    if (mode === 'register') body.name = v.name || v.email.split('@')[0];
+    try {
+      await signIn(mode, body);
+      form.reset();
+      out.textContent = '';
+      done();
+    } catch (err) {
+      out.textContent = err.message;
+      out.className = 'out error';
+    }
+  });
+  return form;
+}
+
 function tokenPanel() {
   const summary = h('summary', {});
   const input = h('input', { type: 'password', id: 'token-input', name: 'token', autocomplete: 'off', spellcheck: 'false', placeholder: 'eyJ…' });
@@ -91,18 +123,26 @@ function tokenPanel() {
   input,
   h('div', { class: 'row' },
     h('button', { type: 'submit' }, 'Save'),
-    h('button', { type: 'button', class: 'secondary', on: { click: () => { setToken(''); details.open = false; } } }, 'Forget')),
+    h('button', { type: 'button', class: 'secondary', on: { click: () => { signOut(); details.open = false; } } }, 'Sign out')),
   h('p', { class: 'hint' }, 'Kept in this browser only. ', h('code', {}, 'concord up'), ' prints an admin token; ',
     h('code', {}, 'concord token --role customer --sub alice'), ' makes a customer one.'));
-  const details = h('details', { class: 'token' }, summary, form);
+  const details = h('details', { class: 'token' }, summary, accountForm(() => { details.open = false; }), form);
   const show = () => {
     const c = claims();
-    replace(summary, getToken() ? `Token: ${c?.sub ?? '?'} (${c?.role ?? 'unreadable'})` : 'Sign in with a token');
+    const email = accountEmail();
+    replace(summary, !getToken() ? 'Sign in' : email ? `Signed in: ${email} (${c?.role ?? '?'})` : `Token: ${c?.sub ?? '?'} (${c?.role ?? 'unreadable'})`);
     details.dataset.signedIn = getToken() ? 'yes' : 'no';
   };
   tokenChanged.addEventListener('change', () => { show(); route(); });
   show();
   return details;
+}
+
+/** "My cart": this browser's cart, which a sign-in replaces. */
+function myCartLink() {
+  const a = h('a', { href: `#/cart/${cartId()}`, dataset: { section: 'mycart' } }, 'My cart');
+  tokenChanged.addEventListener('change', () => { a.href = `#/cart/${cartId()}`; });
+  return a;
 }
 
 function header() {
@@ -121,7 +161,7 @@ function header() {
     h('div', { class: 'brand' }, h('a', { href: '#/cluster' }, 'Concord'), ' ', name, ' ', live),
     h('nav', { class: 'main', 'aria-label': 'Views' },
       NAV.map(([id, label]) => h('a', { href: `#/${id}`, dataset: { section: id } }, label)),
-      h('a', { href: `#/cart/${cartId()}`, dataset: { section: 'mycart' } }, 'My cart')),
+      myCartLink()),
     tokenPanel());
 }
 

@@ -200,7 +200,7 @@ function cartForm(p) {
   return [
     h('h2', { id: 'buy-h' }, 'Buy'),
     form,
-    signedIn ? null : h('p', { class: 'hint' }, 'Carts need a bearer token: paste one under “Sign in with a token” above.'),
+    signedIn ? null : h('p', { class: 'hint' }, 'Carts need an account: sign in or create one under “Sign in” above.'),
     out,
   ];
 }

@@ -20,7 +20,7 @@ export async function view(root, { params, signal }) {
   // orders with their addresses).
   if (claims()?.role !== 'admin') {
     root.append(h('h1', {}, 'Cluster'), h('p', { class: 'notice', id: 'cluster-needs-admin' },
-      'The cluster view needs an admin token (concord token --role admin). Paste one under “Sign in with a token” above.'));
+      'The cluster view needs an admin token (concord token --role admin). Sign in (or create an account) under “Sign in” above.'));
     return;
   }
   const banner = h('div', { class: 'banner', id: 'convergence', role: 'status', 'aria-live': 'polite', dataset: { state: 'unknown' } }, 'Asking every node…');

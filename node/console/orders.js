@@ -16,7 +16,7 @@ const PAGE = 25;
 function needsToken(root, what) {
   if (getToken()) return false;
   root.append(h('h1', {}, what), h('p', { class: 'notice' },
-    `${what} need a bearer token (an admin token lists everything). Paste one under “Sign in with a token” above.`));
+    `${what} need a bearer token (an admin token lists everything). Sign in (or create an account) under “Sign in” above.`));
   return true;
 }
 

@@ -219,7 +219,7 @@ async function run() {
     await page.getByRole('link', { name: productName }).waitFor({ timeout: 10000 });
     const qty = await page.locator('input[type="number"]').first().inputValue();
     if (qty !== '2') throw new Error(`the cart holds ${qty} units, not 2`);
-    await page.getByLabel('Name').fill('Ada Lovelace');
+    await page.getByLabel('Name', { exact: true }).fill('Ada Lovelace');
     await page.getByLabel('Address', { exact: true }).fill('12 St James\'s Square');
     await page.getByLabel('City').fill('London');
     await page.getByLabel('Postal code').fill('SW1Y 4JH');
@@ -270,6 +270,33 @@ async function run() {
     await page.goto(`${base}#/catalog`);
     await page.locator('ul.products li.card').first().waitFor({ timeout: 10000 });
     await shot('catalog-phone', false);
+    await page.setViewportSize(DESKTOP);
+  });
+
+  await step('a shopper signs up in the browser, fills a cart and orders', async () => {
+    await page.locator('details.token summary').click();
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.locator('details.token summary', { hasText: 'Sign in' }).waitFor({ timeout: 5000 });
+    await page.locator('details.token summary').click();
+    await page.getByLabel('E-mail').fill('shopper@example.com');
+    await page.getByLabel('Password', { exact: true }).fill('a long enough password');
+    await page.getByLabel(/^Name/).fill('Grace Hopper');
+    await page.getByRole('button', { name: 'Create account' }).click();
+    await page.locator('details.token summary', { hasText: 'Signed in: shopper@example.com (customer)' }).waitFor({ timeout: 10000 });
+    await page.getByLabel(/Search/).fill('espresso');
+    await page.getByLabel(/Search/).press('Enter');
+    await page.locator('ol.hits li a.name').first().click();
+    await page.getByRole('button', { name: 'Add to cart' }).click();
+    await page.locator('.buy [role="status"]', { hasText: 'holds 1 unit' }).waitFor({ timeout: 10000 });
+    await page.getByRole('navigation', { name: 'Views' }).getByRole('link', { name: 'My cart' }).click();
+    await page.getByLabel('Name', { exact: true }).fill('Grace Hopper');
+    await page.getByLabel('Address', { exact: true }).fill('1 Navy Yard');
+    await page.getByLabel('City').fill('Arlington');
+    await page.getByLabel('Postal code').fill('22202');
+    await page.getByRole('button', { name: 'Place order' }).click();
+    await page.waitForURL(/#\/order\//, { timeout: 15000 });
+    await page.locator('#order-status', { hasText: 'placed' }).waitFor({ timeout: 10000 });
+    await shot('shopper-order');
   });
 }
 

@@ -11,6 +11,7 @@ pub mod frontier;
 pub mod oversell;
 pub mod set_full;
 pub mod stats;
+pub mod unique_email;
 
 use std::collections::BTreeMap;
 

@@ -82,6 +82,23 @@ impl IntoResponse for Answer {
     }
 }
 
+/// Like [`write_answer`], for writes whose retry or repetition is not an
+/// error: when `op` would change nothing (`Unchanged`), `render` answers
+/// from the state as it is.
+pub async fn write_or_current(
+    state: &AppState,
+    op: Op,
+    render: impl Fn(&Replica) -> Result<Answer, ApiError>,
+) -> Result<Answer, ApiError> {
+    match write_answer(state, op, &render).await {
+        Ok(answer) => answer,
+        Err(WriteError::Op(crdt_core::OpError::Unchanged)) => {
+            state.engine.read_answer(|r| render(r)).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Carries out `op` and renders its answer with `render` from the state
 /// the write leaves, under the same lock; under an `Idempotency-Key` the
 /// record of that answer joins the write's delta. The outer error is the

@@ -6,16 +6,15 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use crdt_core::account::AccountRole;
 use crdt_core::ops::AccountChange;
-use crdt_core::{AccountId, Op, OpError, Replica};
+use crdt_core::{AccountId, Op, Replica};
 
 use super::AppState;
-use super::answer::{Answer, write_answer};
+use super::answer::{Answer, write_or_current};
 use super::auth::{create_account, registration};
 use super::dto::{AccountView, CustomerPage, ListCustomers, Register, page_limit, take_page};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiQuery, Caller, get_param, path_param};
 use crate::accounts;
-use crate::engine::WriteError;
 
 fn view_in(r: &Replica, id: AccountId) -> Result<AccountView, ApiError> {
     r.account(&id)
@@ -93,18 +92,10 @@ async fn set_disabled(
         id,
         change: AccountChange::SetDisabled(disabled),
     };
-    match write_answer(state, op, |r| {
+    write_or_current(state, op, |r| {
         Answer::json(StatusCode::OK, &view_in(r, id)?)
     })
     .await
-    {
-        Ok(a) => a,
-        Err(WriteError::Op(OpError::Unchanged)) => Answer::json(
-            StatusCode::OK,
-            &state.engine.read_answer(|r| view_in(r, id)).await?,
-        ),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Disables an account on every node: its tokens are refused at once and

@@ -6,15 +6,14 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use crdt_core::ops::AccountChange;
-use crdt_core::{AccountId, AddressId, Op, OpError, Replica, SessionId};
+use crdt_core::{AccountId, AddressId, Op, Replica, SessionId};
 
 use super::AppState;
-use super::answer::{Answer, write_answer};
+use super::answer::{Answer, write_answer, write_or_current};
 use super::dto::{self, AccountView, AddressDto, ChangePassword, PatchMe, SavedAddress};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, Caller, get_param, path_param};
 use crate::accounts;
-use crate::engine::WriteError;
 
 /// The account and session the caller's token names, or 401/403.
 pub(super) fn me(caller: &Caller) -> Result<(AccountId, Option<SessionId>), ApiError> {
@@ -49,18 +48,10 @@ async fn write_me(
     change: AccountChange,
 ) -> Result<Answer, ApiError> {
     let op = Op::Account { id, change };
-    match write_answer(state, op, |r| {
+    write_or_current(state, op, |r| {
         Answer::json(StatusCode::OK, &view_in(r, id)?)
     })
     .await
-    {
-        Ok(a) => a,
-        Err(WriteError::Op(OpError::Unchanged)) => {
-            let v = state.engine.read_answer(|r| view_in(r, id)).await?;
-            Answer::json(StatusCode::OK, &v)
-        }
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// The caller's account, with its address book.
@@ -233,18 +224,10 @@ pub async fn patch_address(
             address: Some(address),
         },
     };
-    match write_answer(&state, op, |r| {
+    write_or_current(&state, op, |r| {
         Answer::json(StatusCode::OK, &address_in(r, id, aid)?)
     })
     .await
-    {
-        Ok(a) => a,
-        Err(WriteError::Op(OpError::Unchanged)) => {
-            let v = state.engine.read_answer(|r| address_in(r, id, aid)).await?;
-            Answer::json(StatusCode::OK, &v)
-        }
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Deletes an address from the caller's address book.

@@ -8,7 +8,9 @@
 //! - `search`: search latency through HTTP on a node holding 100k products;
 //! - `checkout`: one SKU restocked on one node, sold by clients on all
 //!   three, on loopback and at a 50 ms round trip: refusals while stock
-//!   remained, and the checkout latency.
+//!   remained, and the checkout latency;
+//! - `logins`: sign-ins/s on one node, and the p99 of cart adds while
+//!   logins flood it.
 //!
 //! Each prints a JSON report on stdout; `scripts/bench` runs them with
 //! PostgreSQL's pgbench in the same run and writes the tables.
@@ -20,11 +22,13 @@ use serde_json::{Value, json};
 
 mod checkout;
 mod http;
+mod logins;
 mod replication;
 mod search;
 
 use checkout::checkout;
 use http::http;
+use logins::logins;
 use replication::replication;
 use search::search;
 
@@ -80,6 +84,21 @@ enum What {
         /// Round trips between the nodes to run at, ms (0: loopback).
         #[arg(long, value_delimiter = ',', default_value = "0,50")]
         rtt_ms: Vec<u64>,
+    },
+    /// Logins/s on one node, and cart adds during a login flood.
+    Logins {
+        /// Accounts to sign in to.
+        #[arg(long, default_value_t = 64)]
+        accounts: usize,
+        /// Concurrent login clients.
+        #[arg(long, default_value_t = 16)]
+        login_clients: usize,
+        /// Concurrent cart clients.
+        #[arg(long, default_value_t = 16)]
+        cart_clients: usize,
+        /// Seconds per phase.
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
     },
     /// Replication lag, frozen peer, convergence after a heal, wire bytes.
     Replication {
@@ -185,6 +204,12 @@ async fn main() -> anyhow::Result<()> {
             clients,
             rtt_ms,
         } => checkout(units, clients, &rtt_ms).await?,
+        What::Logins {
+            accounts,
+            login_clients,
+            cart_clients,
+            secs,
+        } => logins(accounts, login_clients, cart_clients, secs).await?,
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
