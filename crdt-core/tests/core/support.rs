@@ -106,6 +106,60 @@ impl Universe {
 }
 
 /// A random operation that has a fair chance of being valid on `r`.
+/// An account operation over a small universe: 6 account ids sharing 3
+/// e-mails (so concurrent registrations of one e-mail happen), 60 session
+/// ids (more than an account keeps), rotations, revocations, failed logins,
+/// profile, disable and address-book writes.
+fn account_op(r: &Replica, rng: &mut Rng) -> Op {
+    use crdt_core::ops::AccountChange;
+    use crdt_core::{AccountId, AddressId, SessionId};
+    let n = rng.below(6) as u128;
+    let id = AccountId(Uuid::from_u128(0x5000 + n));
+    let session = SessionId(Uuid::from_u128(0x6000 + rng.below(60) as u128));
+    let live: Vec<(SessionId, u32)> = r
+        .account(&id)
+        .map(|e| {
+            e.sessions
+                .iter()
+                .filter(|(_, s)| !s.revoked)
+                .map(|(k, s)| (*k, s.rotation.generation))
+                .collect()
+        })
+        .unwrap_or_default();
+    let change = match rng.below(9) {
+        0 | 1 => AccountChange::Register {
+            email: format!("user{}@example.com", n % 3),
+            name: "N".into(),
+            password_hash: format!("hash-{n}"),
+            role: crdt_core::account::AccountRole::Customer,
+            session: Some(session),
+            cart: None,
+        },
+        2 => AccountChange::StartSession {
+            session,
+            cart: None,
+        },
+        3 => match rng.pick(&live) {
+            Some((s, g)) => AccountChange::Rotate {
+                session: *s,
+                from: *g,
+            },
+            None => AccountChange::FailedLogin,
+        },
+        4 => AccountChange::Revoke {
+            sessions: rng.pick(&live).map(|(s, _)| vec![*s]).unwrap_or_default(),
+        },
+        5 => AccountChange::FailedLogin,
+        6 => AccountChange::SetName(format!("name {}", rng.below(4))),
+        7 => AccountChange::SetDisabled(rng.chance(50)),
+        _ => AccountChange::PutAddress {
+            id: AddressId(Uuid::from_u128(0x7000 + rng.below(3) as u128)),
+            address: rng.chance(70).then(address),
+        },
+    };
+    Op::Account { id, change }
+}
+
 pub fn random_op(
     r: &Replica,
     u: &Universe,
@@ -121,6 +175,9 @@ pub fn random_op(
     } else {
         None
     };
+    if rng.chance(12) {
+        return account_op(r, rng);
+    }
     match rng.below(100) {
         0..=11 => Op::CreateProduct {
             id: product,

@@ -23,7 +23,8 @@ pub struct RawAccounts {
     pub argon2_memory_kib: Option<u32>,
     /// argon2id passes.
     pub argon2_iterations: Option<u32>,
-    /// Most password hashes computed at once on a node.
+    /// Most password hashes computed at once on a node (default: half the
+    /// cores).
     pub max_concurrent_hashes: Option<usize>,
     /// Logins allowed per client address per `login_window_secs` (0: off).
     pub login_per_address: Option<u32>,
@@ -65,6 +66,12 @@ pub struct AccountsConfig {
     pub lockout_failures: u32,
     /// Where the growing delay starts.
     pub delay_after_failures: u32,
+}
+
+/// The default cap on concurrent password hashes: half the cores (at least
+/// one), so a login flood leaves the other half to carts and checkouts.
+fn half_the_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
 /// The window over which failed logins count toward a lockout.
@@ -131,7 +138,7 @@ impl AccountsConfig {
             max_concurrent_hashes: in_range(
                 invalid,
                 "accounts.max_concurrent_hashes",
-                a.max_concurrent_hashes.unwrap_or(2),
+                a.max_concurrent_hashes.unwrap_or_else(half_the_cores),
                 1,
                 256,
             )?,

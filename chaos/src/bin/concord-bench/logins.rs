@@ -100,7 +100,7 @@ pub(crate) async fn logins(
     );
     let ratio = |a: &LoadReport, b: &LoadReport, f: fn(&LoadReport) -> f64| f(a) / f(b).max(1e-9);
     Ok(json!({
-        "settings": {"argon2": "argon2id m=19456 KiB t=2 p=1 (the default)", "max_concurrent_hashes": 2,
+        "settings": {"argon2": "argon2id m=19456 KiB t=2 p=1 (the default)", "max_concurrent_hashes": "half the cores (the default)", "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
                      "fsync": "real fdatasync", "rate_limits": "off", "accounts": accounts},
         "runs": [one, alone, carts_alone, flood, carts_flooded],
         "logins_per_sec": alone.rps,
