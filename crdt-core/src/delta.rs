@@ -119,15 +119,17 @@ pub struct Delta {
 
 impl Versioned for Delta {
     const KIND: Kind = Kind::DELTA;
-    const REVISION: u8 = 2;
+    const REVISION: u8 = 3;
 }
 
 impl Delta {
-    /// Decodes a delta of any revision this build knows (revision 1, from
-    /// the delta logs and peers of earlier builds, is upgraded).
+    /// Decodes a delta of any revision this build knows (revisions 1 and 2,
+    /// from the delta logs and peers of earlier builds, are upgraded).
     pub fn decode(bytes: &[u8]) -> Result<Delta, DecodeError> {
         match codec::revision(bytes) {
             Some(1) => codec::decode_revision::<legacy::DeltaV1>(Kind::DELTA, 1, bytes)
+                .map(|d| d.upgrade()),
+            Some(2) => codec::decode_revision::<legacy::DeltaV2>(Kind::DELTA, 2, bytes)
                 .map(|d| d.upgrade()),
             _ => codec::decode(bytes),
         }
@@ -222,13 +224,86 @@ pub struct RepairSnapshot {
 
 impl Versioned for RepairSnapshot {
     const KIND: Kind = Kind::REPAIR;
-    const REVISION: u8 = 2;
+    const REVISION: u8 = 3;
 }
 
-/// Revision 1 of the delta, whose order parts carry revision-1 entries.
+/// Revisions 1 and 2 of the delta, whose order parts carry entries of those
+/// revisions.
 mod legacy {
     use super::*;
-    use crate::order::legacy::OrderEntryV1;
+    use crate::order::legacy::{OrderEntryV1, OrderEntryV2};
+
+    /// A part as revision 2 wrote it (the variants keep their indexes).
+    #[derive(Deserialize)]
+    pub(super) enum PartV2 {
+        Product {
+            id: ProductId,
+            record: Option<Box<ProductRecord>>,
+        },
+        CartLine {
+            cart: CartId,
+            product: ProductId,
+            qty: u32,
+        },
+        CartOwner {
+            cart: CartId,
+            customer: String,
+        },
+        Stock {
+            sku: Sku,
+            counter: Box<BoundedCounter>,
+        },
+        Order {
+            id: OrderId,
+            entry: Box<OrderEntryV2>,
+        },
+        Idem {
+            key: IdemKey,
+            entry: Box<IdemEntry>,
+        },
+        Account {
+            id: AccountId,
+            entry: Box<AccountEntry>,
+        },
+    }
+
+    /// A delta as revision 2 wrote it.
+    #[derive(Deserialize)]
+    pub(super) struct DeltaV2 {
+        dot: Dot,
+        hlc: Hlc,
+        covers: Vec<Dot>,
+        parts: Vec<PartV2>,
+    }
+
+    impl DeltaV2 {
+        pub(super) fn upgrade(self) -> Delta {
+            let parts = self
+                .parts
+                .into_iter()
+                .map(|p| match p {
+                    PartV2::Product { id, record } => Part::Product { id, record },
+                    PartV2::CartLine { cart, product, qty } => {
+                        Part::CartLine { cart, product, qty }
+                    }
+                    PartV2::CartOwner { cart, customer } => Part::CartOwner { cart, customer },
+                    PartV2::Stock { sku, counter } => Part::Stock { sku, counter },
+                    PartV2::Order { id, entry } => Part::Order {
+                        id,
+                        entry: Box::new(entry.upgrade()),
+                    },
+                    PartV2::Idem { key, entry } => Part::Idem { key, entry },
+                    PartV2::Account { id, entry } => Part::Account { id, entry },
+                })
+                .collect();
+            Delta {
+                dot: self.dot,
+                hlc: self.hlc,
+                covers: self.covers,
+                parts,
+            }
+        }
+    }
 
     /// A part as revision 1 wrote it (the variants keep their indexes).
     #[derive(Deserialize)]

@@ -44,6 +44,7 @@ pub mod money;
 pub mod ops;
 pub mod order;
 pub mod orset;
+pub mod payment;
 pub mod replica;
 pub mod state;
 pub mod status;

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{self, DecodeError, Kind};
 use crate::ids::{Actor, CartId, ProductId};
 use crate::money::Currency;
+use crate::payment::Payments;
 use crate::status::{MaxReg, OrderStatus};
 
 /// Where an order ships to.
@@ -109,6 +110,8 @@ pub struct OrderEntry {
     /// Sellers that shipped their sale: goods that left cannot come back, so
     /// a shipped sale is never returned and wins over an unshipped one.
     pub shipped: BTreeSet<Actor>,
+    /// Payment attempts, refunds and provider events (revision 3).
+    pub payments: Payments,
 }
 
 impl OrderEntry {
@@ -131,6 +134,17 @@ impl OrderEntry {
             status: MaxReg(to),
             returned: returned_by.into_iter().collect(),
             shipped: shipped_by.into_iter().collect(),
+            payments: Payments::default(),
+        }
+    }
+
+    /// A change to the payments alone, optionally moving the status too (a
+    /// payment that makes the order paid).
+    pub fn paying(payments: Payments, to: Option<OrderStatus>) -> Self {
+        Self {
+            status: MaxReg(to.unwrap_or_default()),
+            payments,
+            ..Self::default()
         }
     }
 
@@ -150,6 +164,7 @@ impl OrderEntry {
         self.status.join(&o.status);
         self.returned.extend(o.returned.iter().copied());
         self.shipped.extend(o.shipped.iter().copied());
+        self.payments.join(&o.payments);
     }
 
     /// The sale that is the order: the first shipped seller's if any sale
@@ -194,15 +209,44 @@ impl OrderEntry {
         match codec::revision(bytes) {
             Some(1) => codec::decode_revision::<legacy::OrderEntryV1>(Kind::ORDER, 1, bytes)
                 .map(|v| v.upgrade(None)),
+            Some(2) => codec::decode_revision::<legacy::OrderEntryV2>(Kind::ORDER, 2, bytes)
+                .map(legacy::OrderEntryV2::upgrade),
             _ => codec::decode(bytes),
         }
     }
 }
 
-/// Revision 1 of the order entry (one header, a `returned` flag), read from
-/// stores and peers of earlier builds.
+/// Earlier revisions of the order entry, read from stores and peers of
+/// earlier builds: revision 1 (one header, a `returned` flag) and revision 2
+/// (no payments).
 pub mod legacy {
     use super::*;
+
+    /// An order entry as revision 2 stored it.
+    #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct OrderEntryV2 {
+        /// Each seller's sale.
+        pub sales: BTreeMap<Actor, OrderHeader>,
+        /// The status.
+        pub status: MaxReg<OrderStatus>,
+        /// Sellers that returned their units.
+        pub returned: BTreeSet<Actor>,
+        /// Sellers that shipped.
+        pub shipped: BTreeSet<Actor>,
+    }
+
+    impl OrderEntryV2 {
+        /// The revision-3 entry: no payments yet.
+        pub fn upgrade(self) -> OrderEntry {
+            OrderEntry {
+                sales: self.sales,
+                status: self.status,
+                returned: self.returned,
+                shipped: self.shipped,
+                payments: Payments::default(),
+            }
+        }
+    }
 
     /// An order entry as revision 1 stored it.
     #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -323,6 +367,23 @@ mod tests {
         a.join(&OrderEntry::moved(OrderStatus::Cancelled, None, None));
         assert!(a.owes_return(actor("n1")));
         assert!(a.owes_return(actor("n2")));
+    }
+
+    #[test]
+    fn revision_two_entries_still_read() {
+        let v2 = legacy::OrderEntryV2 {
+            sales: [(actor("n1"), sale("n1", 10))].into_iter().collect(),
+            status: MaxReg(OrderStatus::Paid),
+            returned: BTreeSet::new(),
+            shipped: BTreeSet::new(),
+        };
+        let body = postcard::to_allocvec(&v2).expect("encodes");
+        let bytes = codec::seal(Kind::ORDER, 2, &body);
+        assert!(codec::decode::<OrderEntry>(&bytes).is_err());
+        let e = OrderEntry::decode_any(&bytes).expect("reads");
+        assert_eq!(e.header(), Some(&sale("n1", 10)));
+        assert_eq!(e.status.0, OrderStatus::Paid);
+        assert!(e.payments.is_empty());
     }
 
     #[test]

@@ -250,7 +250,7 @@ impl Versioned for BoundedCounter {
 
 impl Versioned for OrderEntry {
     const KIND: Kind = Kind::ORDER;
-    const REVISION: u8 = 2;
+    const REVISION: u8 = 3;
 }
 
 impl Versioned for IdemEntry {

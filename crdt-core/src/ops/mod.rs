@@ -135,6 +135,14 @@ pub enum Op {
         /// The order.
         order: OrderId,
     },
+    /// Pay for an order, refund it, or merge what the provider said (see
+    /// [`PaymentChange`]).
+    Payment {
+        /// The order.
+        order: OrderId,
+        /// The change.
+        change: PaymentChange,
+    },
     /// Change an account (see [`AccountChange`]).
     Account {
         /// The account.
@@ -234,6 +242,9 @@ pub enum OpError {
     /// An account change refused.
     #[error(transparent)]
     Account(#[from] AccountError),
+    /// A payment change refused.
+    #[error(transparent)]
+    Payment(#[from] PaymentError),
 }
 
 /// What planning needs besides the state.
@@ -340,10 +351,13 @@ fn cart_line(
 
 mod accounts;
 mod orders;
+mod payments;
 
 use accounts::plan_account;
 pub use accounts::{AccountChange, AccountError};
 use orders::{plan_checkout, plan_move, plan_return};
+use payments::plan_payment;
+pub use payments::{PaymentChange, PaymentError};
 
 pub(crate) fn plan(op: Op, state: &State, ctx: &mut PlanCtx<'_>) -> Result<Delta, OpError> {
     match op {
@@ -502,6 +516,7 @@ pub(crate) fn plan(op: Op, state: &State, ctx: &mut PlanCtx<'_>) -> Result<Delta
         }
         Op::ReturnUnits { order } => plan_return(state, ctx, order),
         Op::Account { id, change } => plan_account(state, ctx, id, change),
+        Op::Payment { order, change } => plan_payment(state, ctx, order, change),
         Op::Record { key, record } => {
             let hlc = ctx.clock.now(ctx.wall_ms);
             let mut record = *record;

@@ -78,11 +78,11 @@ fn golden_delta_bytes() {
     let (_, deltas) = sample_replica();
     assert_eq!(
         hex(&deltas[1]),
-        "434e43440201026e31000281d0dfb4ab3300000101111122223333444455556666777788880192000000007000800000000000000101"
+        "434e43440301026e31000281d0dfb4ab3300000101111122223333444455556666777788880192000000007000800000000000000101"
     );
     assert_eq!(
         hex(&deltas[2]),
-        "434e43440201026e31000382d0dfb4ab330001026e3100020101111122223333444455556666777788880192000000007000800000000000000103"
+        "434e43440301026e31000382d0dfb4ab330001026e3100020101111122223333444455556666777788880192000000007000800000000000000103"
     );
     for d in &deltas {
         let back: Delta = codec::decode(d).expect("decodes");
@@ -90,20 +90,23 @@ fn golden_delta_bytes() {
     }
 }
 
-/// A store or peer of an earlier build holds revision-1 deltas: they still
-/// read, as the same delta (the bytes below are revision 1's golden vector,
-/// whose body this revision keeps for every part but orders).
+/// A store or peer of an earlier build holds revision-1 or revision-2
+/// deltas: they still read, as the same delta (the bytes below are those
+/// revisions' golden vectors, whose body this revision keeps for every part
+/// but orders).
 #[test]
-fn revision_one_deltas_still_read() {
+fn revision_one_and_two_deltas_still_read() {
     let (_, deltas) = sample_replica();
-    let mut old = deltas[2].clone();
-    old[4] = 1;
-    assert!(
-        codec::decode::<Delta>(&old).is_err(),
-        "the strict decoder refuses it"
-    );
-    let back = Delta::decode(&old).expect("the upgrading decoder reads it");
-    assert_eq!(codec::encode(&back), deltas[2]);
+    for revision in [1, 2] {
+        let mut old = deltas[2].clone();
+        old[4] = revision;
+        assert!(
+            codec::decode::<Delta>(&old).is_err(),
+            "the strict decoder refuses revision {revision}"
+        );
+        let back = Delta::decode(&old).expect("the upgrading decoder reads it");
+        assert_eq!(codec::encode(&back), deltas[2]);
+    }
 }
 
 /// The cart-add target: a delta of at most 64 bytes, envelope included.

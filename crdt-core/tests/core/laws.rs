@@ -13,6 +13,7 @@ use crdt_core::idem::{IdemEntry, IdemRecord};
 use crdt_core::lww::Lww;
 use crdt_core::order::{OrderEntry, OrderHeader};
 use crdt_core::orset::{OrMap, OrSet};
+use crdt_core::payment::Payments;
 use crdt_core::status::{MaxReg, OrderStatus};
 use crdt_core::{Actor, AddressId, Replica, ReplicaConfig, SessionId};
 use crdts::{CmRDT, CvRDT, Orswot};
@@ -182,16 +183,103 @@ fn counters(seed: u64) -> Vec<BoundedCounter> {
     c
 }
 
+/// Payments as histories make them: attempts by the three replicas (some
+/// known only by an observation), refunds of them, provider events.
+fn payments() -> impl Strategy<Value = Payments> {
+    use crdt_core::payment::{
+        Attempt, AttemptStart, CaptureMode, Observation, PaymentStatus, Refund, RefundStart,
+        RefundStatus,
+    };
+    let pay_status = (0usize..7).prop_map(|i| {
+        use PaymentStatus::*;
+        [
+            RequiresPaymentMethod,
+            RequiresAction,
+            Processing,
+            RequiresCapture,
+            Failed,
+            Canceled,
+            Succeeded,
+        ][i]
+    });
+    let attempt = (
+        any::<bool>(),
+        0u64..3,
+        pay_status,
+        prop::option::of(0u8..3),
+        0u64..3,
+    )
+        .prop_map(|(started, ms, st, pref, captured)| {
+            let seen = Attempt::observed(&Observation {
+                status: st,
+                provider_ref: pref.map(|p| format!("pi_{p}")),
+                captured_minor: captured * 100,
+                failure: (st == PaymentStatus::Failed).then(|| "card_declined".into()),
+            });
+            if !started {
+                return seen;
+            }
+            let mut a = Attempt::started(AttemptStart {
+                provider: "test".into(),
+                amount_minor: 300,
+                currency: crate::support::usd(),
+                capture: CaptureMode::Immediate,
+                method: "visa 4242".into(),
+                created_ms: ms,
+            });
+            a.join(&seen);
+            a
+        });
+    let refund =
+        (any::<bool>(), 0u32..3, 1u64..4, 0usize..3).prop_map(|(started, n, amount, st)| Refund {
+            start: started.then(|| RefundStart {
+                attempt: (actors()[0], n),
+                amount_minor: amount * 50,
+                reason: "r".into(),
+                created_ms: 1,
+            }),
+            status: MaxReg(
+                [
+                    RefundStatus::Pending,
+                    RefundStatus::Failed,
+                    RefundStatus::Succeeded,
+                ][st],
+            ),
+            provider_ref: MaxReg(None),
+        });
+    (
+        prop::collection::btree_map((0usize..3, 1u32..3), attempt, 0..3),
+        prop::collection::btree_map((0usize..3, 1u32..3), refund, 0..3),
+        prop::collection::btree_set("evt_[a-c]", 0..3),
+    )
+        .prop_map(|(attempts, refunds, events)| {
+            let a = actors();
+            Payments {
+                attempts: attempts
+                    .into_iter()
+                    .map(|((r, n), x)| ((a[r], n), x))
+                    .collect(),
+                refunds: refunds
+                    .into_iter()
+                    .map(|((r, n), x)| ((a[r], n), x))
+                    .collect(),
+                events,
+            }
+        })
+}
+
 /// Order entries as histories make them: up to three sales of one
-/// checkout (by the three replicas), any status, returns and ships.
+/// checkout (by the three replicas), any status, returns and ships, and
+/// payments.
 fn order_entry() -> impl Strategy<Value = OrderEntry> {
     (
         prop::collection::btree_map(0usize..3, 0u64..4, 0..3),
         status(),
         prop::collection::btree_set(0usize..3, 0..3),
         prop::collection::btree_set(0usize..3, 0..2),
+        payments(),
     )
-        .prop_map(|(sales, st, returned, shipped)| {
+        .prop_map(|(sales, st, returned, shipped, payments)| {
             let a = actors();
             let mut e = OrderEntry::default();
             for (r, ms) in sales {
@@ -203,6 +291,7 @@ fn order_entry() -> impl Strategy<Value = OrderEntry> {
             e.status = MaxReg(st);
             e.returned = returned.into_iter().map(|r| a[r]).collect();
             e.shipped = shipped.into_iter().map(|r| a[r]).collect();
+            e.payments = payments;
             e
         })
 }
@@ -332,6 +421,25 @@ proptest! {
         prop_assert_eq!(xy.header(), yx.header());
         if let Some(h) = xy.header() {
             prop_assert!(xy.sales.get(&h.seller) == Some(h));
+        }
+    }
+
+    #[test]
+    fn payments_laws(x in payments(), y in payments(), z in payments()) {
+        let join = |a: &Payments, b: &Payments| { let mut r = a.clone(); r.join(b); r };
+        check_laws(&x, &y, &z, join);
+        // The join is inflationary: no attempt's status or capture, and no
+        // refund's status, moves back.
+        let xy = join(&x, &y);
+        for side in [&x, &y] {
+            for (k, a) in &side.attempts {
+                prop_assert!(xy.attempts[k].status >= a.status);
+                prop_assert!(xy.attempts[k].captured_minor >= a.captured_minor);
+            }
+            for (k, r) in &side.refunds {
+                prop_assert!(xy.refunds[k].status >= r.status);
+            }
+            prop_assert!(xy.events.is_superset(&side.events));
         }
     }
 

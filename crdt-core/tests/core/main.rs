@@ -8,6 +8,7 @@ mod answered;
 mod codec;
 mod counter_model;
 mod laws;
+mod payments;
 mod repair;
 mod simulation;
 mod support;

@@ -21,8 +21,8 @@ use crdt_core::repair::RepairBase;
 use crdt_core::{Actor, Dot, KeyspaceId, RepairSnapshot, Replica, ReplicaConfig};
 
 use crate::support::{
-    Rng, Universe, actor, apply_maybe_answered, check_sold_once, check_stock_invariants, persisted,
-    random_op,
+    Rng, Universe, actor, apply_maybe_answered, check_refunds_within_capture, check_sold_once,
+    check_stock_invariants, persisted, random_op,
 };
 
 /// How faithfully the simulated nodes keep the durable frontier.
@@ -236,6 +236,8 @@ impl Sim {
     fn check(&self, seed: u64, step: u64) -> Result<(), String> {
         for n in &self.nodes {
             check_stock_invariants(&n.rep).map_err(|e| format!("seed {seed} step {step}: {e}"))?;
+            check_refunds_within_capture(&n.rep)
+                .map_err(|e| format!("seed {seed} step {step}: {e}"))?;
         }
         Ok(())
     }

@@ -110,6 +110,65 @@ impl Universe {
 /// e-mails (so concurrent registrations of one e-mail happen), 60 session
 /// ids (more than an account keeps), rotations, revocations, failed logins,
 /// profile, disable and address-book writes.
+/// A payment operation on an order this replica holds: start an attempt,
+/// observe one (as an answer or a webhook, possibly a duplicate), refund.
+fn payment_op(r: &Replica, rng: &mut Rng) -> Option<Op> {
+    use crdt_core::ops::PaymentChange;
+    use crdt_core::payment::{CaptureMode, Observation, PaymentStatus, RefundStatus};
+    let orders: Vec<crdt_core::OrderId> = r.state().orders.iter().map(|(k, _)| *k).collect();
+    let order = *rng.pick(&orders)?;
+    let entry = r.state().orders.get(&order)?;
+    let attempts: Vec<_> = entry.payments.attempts.keys().copied().collect();
+    let refunds: Vec<_> = entry.payments.refunds.keys().copied().collect();
+    let event = rng.chance(50).then(|| format!("evt_{}", rng.below(4)));
+    let change = match rng.below(4) {
+        0 => PaymentChange::Start {
+            provider: "test".into(),
+            capture: CaptureMode::Immediate,
+            method: "visa 4242".into(),
+        },
+        1 => {
+            let attempt = *rng.pick(&attempts)?;
+            let status = [
+                PaymentStatus::RequiresAction,
+                PaymentStatus::RequiresCapture,
+                PaymentStatus::Failed,
+                PaymentStatus::Succeeded,
+            ][rng.below(4) as usize];
+            let amount = entry.header().map_or(0, |h| h.total_minor);
+            PaymentChange::Observe {
+                attempt,
+                observation: Observation {
+                    status,
+                    provider_ref: Some(format!("pi_{}", attempt.1)),
+                    captured_minor: if status == PaymentStatus::Succeeded {
+                        amount
+                    } else {
+                        0
+                    },
+                    failure: None,
+                },
+                event,
+            }
+        }
+        2 => PaymentChange::StartRefund {
+            amount: rng.chance(50).then(|| 1 + rng.below(300)),
+            reason: "r".into(),
+        },
+        _ => PaymentChange::ObserveRefund {
+            refund: *rng.pick(&refunds)?,
+            status: if rng.chance(70) {
+                RefundStatus::Succeeded
+            } else {
+                RefundStatus::Failed
+            },
+            provider_ref: Some("re_1".into()),
+            event,
+        },
+    };
+    Some(Op::Payment { order, change })
+}
+
 fn account_op(r: &Replica, rng: &mut Rng) -> Op {
     use crdt_core::ops::AccountChange;
     use crdt_core::{AccountId, AddressId, SessionId};
@@ -177,6 +236,11 @@ pub fn random_op(
     };
     if rng.chance(12) {
         return account_op(r, rng);
+    }
+    if rng.chance(8) {
+        if let Some(op) = payment_op(r, rng) {
+            return op;
+        }
     }
     match rng.below(100) {
         0..=11 => Op::CreateProduct {
@@ -337,6 +401,24 @@ pub fn check_sold_once(r: &Replica) -> Result<(), String> {
                     "{}: order {id}: {seller}'s sale lost to {} but its units are not back",
                     r.actor(),
                     w.seller
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The refund invariant at one replica: no attempt has more refunded (or
+/// reserved for refunds) than it captured.
+pub fn check_refunds_within_capture(r: &Replica) -> Result<(), String> {
+    for (id, o) in r.state().orders.iter() {
+        for (aid, a) in &o.payments.attempts {
+            let refunded = o.payments.refunded_of(*aid);
+            if refunded > a.captured_minor.0 {
+                return Err(format!(
+                    "{}: order {id}: attempt {aid:?} refunded {refunded} of {} captured",
+                    r.actor(),
+                    a.captured_minor.0
                 ));
             }
         }
