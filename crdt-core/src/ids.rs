@@ -141,6 +141,18 @@ impl Actor {
     pub fn first(node: NodeId) -> Self {
         Self { node, inc: 0 }
     }
+
+    /// The actor its `Display` names (`n1`, or `n1.2` for incarnation 2).
+    pub fn parse(s: &str) -> Option<Self> {
+        let (node, inc) = match s.split_once('.') {
+            Some((n, i)) => (n, i.parse().ok()?),
+            None => (s, 0),
+        };
+        Some(Self {
+            node: NodeId::new(node).ok()?,
+            inc,
+        })
+    }
 }
 
 impl fmt::Display for Actor {

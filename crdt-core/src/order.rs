@@ -193,6 +193,26 @@ impl OrderEntry {
             && !self.shipped.contains(&seller)
     }
 
+    /// Whether `actor` has payment work on this order that nobody else can
+    /// do: an attempt or refund of its own still waiting on the provider,
+    /// an authorisation to release or a capture to refund because the order
+    /// was cancelled (or its sale lost to another seller's).
+    pub fn payment_work(&self, actor: Actor) -> bool {
+        use crate::payment::{PaymentStatus as P, RefundStatus};
+        let p = &self.payments;
+        let given_up = self.status.0 == OrderStatus::Cancelled
+            || self.header().is_some_and(|h| h.seller != actor);
+        let attempts = p.attempts_of(actor).any(|(n, a)| {
+            matches!(a.status.0, P::Processing | P::RequiresPaymentMethod)
+                || (given_up && matches!(a.status.0, P::RequiresCapture | P::RequiresAction))
+                || (given_up && a.captured_minor.0 > p.refunded_of((actor, n)))
+        });
+        attempts
+            || p.refunds
+                .range((actor, 0)..=(actor, u32::MAX))
+                .any(|(_, r)| r.status.0 == RefundStatus::Pending)
+    }
+
     /// Whether the checkout was sold by more than one node (both sides of a
     /// partition took it); all but one sale are, or will be, returned.
     pub fn resold(&self) -> bool {

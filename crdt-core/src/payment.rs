@@ -35,7 +35,7 @@ pub const MAX_ATTEMPTS: u32 = 20;
 pub const MAX_REFUNDS: usize = 50;
 
 /// Where a payment attempt is, in the provider's terms. The declaration
-/// order is the lattice order: the ends (`failed`, `canceled`, `succeeded`)
+/// order is the lattice order (a verdict above the wait for one): the ends (`failed`, `canceled`, `succeeded`)
 /// come last, and money that moved (`succeeded`) beats everything, so a
 /// capture is never forgotten whatever arrives after it.
 #[derive(
@@ -45,10 +45,12 @@ pub enum PaymentStatus {
     /// Created; no payment method confirmed yet.
     #[default]
     RequiresPaymentMethod,
+    /// Started and sent to the provider; no verdict yet. (Stripe passes
+    /// through `processing` after `requires_action` too; here that report
+    /// carries no news, so it sits below the states that do.)
+    Processing,
     /// The customer must authenticate (3-D Secure).
     RequiresAction,
-    /// Sent to the provider; no answer yet.
-    Processing,
     /// Authorised; the seller captures when it ships.
     RequiresCapture,
     /// Declined or refused: the attempt is over.
@@ -78,8 +80,8 @@ impl PaymentStatus {
         use PaymentStatus::*;
         [
             RequiresPaymentMethod,
-            RequiresAction,
             Processing,
+            RequiresAction,
             RequiresCapture,
             Failed,
             Canceled,

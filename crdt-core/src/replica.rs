@@ -165,6 +165,7 @@ pub struct Replica {
     /// the sweep skips those.
     idem_expiry: BTreeSet<(u64, IdemKey)>,
     returns_due: BTreeSet<OrderId>,
+    payments_due: BTreeSet<OrderId>,
     stats: ReplicaStats,
     /// The repair in progress, if any (see [`repair`]).
     journal: Option<Journal>,
@@ -191,6 +192,7 @@ impl Replica {
             index: Indexes::default(),
             idem_expiry: BTreeSet::new(),
             returns_due: BTreeSet::new(),
+            payments_due: BTreeSet::new(),
             stats: ReplicaStats::default(),
             journal: None,
             next_repair: 0,
@@ -479,6 +481,11 @@ impl Replica {
         } else {
             self.returns_due.remove(id);
         }
+        if entry.is_some_and(|e| e.payment_work(self.actor)) {
+            self.payments_due.insert(*id);
+        } else {
+            self.payments_due.remove(id);
+        }
     }
 
     /// The deltas a peer with vector `peer` lacks, in causal order, at most
@@ -585,5 +592,12 @@ impl Replica {
     /// return (issue [`Op::ReturnUnits`] for each).
     pub fn returns_due(&self) -> Vec<OrderId> {
         self.returns_due.iter().copied().collect()
+    }
+
+    /// Orders with payment work for this node (see
+    /// [`crate::order::OrderEntry::payment_work`]): what the node's payment
+    /// reconciler visits, instead of every order.
+    pub fn payments_due(&self) -> Vec<OrderId> {
+        self.payments_due.iter().copied().collect()
     }
 }

@@ -575,5 +575,11 @@ pub fn op_kind(op: &Op) -> &'static str {
             crdt_core::ops::AccountChange::FailedLogin => "account_failed_login",
             _ => "account_update",
         },
+        Op::Payment { change, .. } => match change {
+            crdt_core::ops::PaymentChange::Start { .. } => "payment_start",
+            crdt_core::ops::PaymentChange::Observe { .. } => "payment_observe",
+            crdt_core::ops::PaymentChange::StartRefund { .. } => "refund_start",
+            crdt_core::ops::PaymentChange::ObserveRefund { .. } => "refund_observe",
+        },
     }
 }

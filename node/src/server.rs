@@ -121,6 +121,14 @@ pub async fn start(opts: NodeOptions) -> anyhow::Result<RunningNode> {
         background.clone(),
     )
     .context("starting replication")?;
+    let payments =
+        crate::payments::Payments::open(config.payments.clone(), &node_dir, engine.clone())
+            .context("opening the payment provider")?;
+    cluster.set_payments(payments.clone());
+    tasks.spawn(crate::payments::reconcile::run(
+        payments.clone(),
+        background.clone(),
+    ));
     tasks.spawn(engine.clone().run_returns(background.clone()));
     tasks.spawn(crate::expiry::run(
         engine.clone(),
@@ -170,6 +178,7 @@ pub async fn start(opts: NodeOptions) -> anyhow::Result<RunningNode> {
         events: hub,
         limiter,
         accounts,
+        payments,
     };
     let app = api::router(services, crate::console::router());
     let (http_stop, http_signal) = shutdown::pair();

@@ -11,6 +11,8 @@ mod browser;
 mod config_cli;
 mod durability;
 mod idempotency;
+mod payments;
+mod payments_cluster;
 mod replication;
 mod search;
 mod security;

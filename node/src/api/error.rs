@@ -141,6 +141,20 @@ impl From<OpError> for ApiError {
                     A::AddressBookFull(_) => Self::new(S::CONFLICT, "address_book_full", msg),
                 }
             }
+            OpError::Payment(p) => {
+                use crdt_core::ops::PaymentError as P;
+                let code = match p {
+                    P::AlreadyPaid(_) => "already_paid",
+                    P::InProgress { .. } => "payment_in_progress",
+                    P::NotPayable { .. } => "not_payable",
+                    P::TooManyAttempts(_) => "too_many_attempts",
+                    P::NothingCaptured(_) => "nothing_captured",
+                    P::ExceedsCapture { .. } => "refund_exceeds_capture",
+                    P::TooManyRefunds(_) => "too_many_refunds",
+                    P::EventSeen(_) => "event_seen",
+                };
+                Self::new(S::CONFLICT, code, msg)
+            }
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod inventory;
 pub mod me;
 pub mod middleware;
 pub mod orders;
+pub mod payments;
 pub mod system;
 
 use std::sync::Arc;
@@ -63,6 +64,8 @@ pub struct Services {
     pub limiter: Arc<middleware::Limits>,
     /// Password hashing and login limits.
     pub accounts: Arc<crate::accounts::Accounts>,
+    /// Payments and refunds.
+    pub payments: Arc<crate::payments::Payments>,
 }
 
 /// The parts of [`AppState`]: the services, and what the router adds.
@@ -101,6 +104,7 @@ impl std::ops::Deref for AppState {
         (name = "carts", description = "Shopping carts"),
         (name = "accounts", description = "Customer and staff accounts, sessions, address books"),
         (name = "orders", description = "Checkout and order status"),
+        (name = "payments", description = "Payments, refunds and provider webhooks"),
         (name = "cluster", description = "Replication status"),
         (name = "system", description = "Health, readiness, metrics"),
     )
@@ -242,6 +246,10 @@ pub fn router(services: Services, extra: Router<AppState>) -> Router {
         .routes(routes!(orders::ship))
         .routes(routes!(orders::deliver))
         .routes(routes!(orders::cancel))
+        .routes(routes!(payments::pay_order))
+        .routes(routes!(payments::refund_order))
+        .routes(routes!(payments::provider_webhook))
+        .routes(routes!(payments::test_ledger))
         .routes(routes!(system::cluster_status))
         .routes(routes!(crate::events::events))
         .routes(routes!(inspect::tree))

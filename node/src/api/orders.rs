@@ -17,7 +17,11 @@ use crate::auth::Role;
 use crate::engine::WriteError;
 
 /// The order as `customer` (None: an admin) may see it, read from `r`.
-fn order_view_in(r: &Replica, id: OrderId, customer: Option<&str>) -> Result<OrderView, ApiError> {
+pub(super) fn order_view_in(
+    r: &Replica,
+    id: OrderId,
+    customer: Option<&str>,
+) -> Result<OrderView, ApiError> {
     let view = r
         .state()
         .orders
@@ -35,7 +39,11 @@ fn order_view_in(r: &Replica, id: OrderId, customer: Option<&str>) -> Result<Ord
     }
 }
 
-async fn order_view(state: &AppState, id: OrderId, caller: &Caller) -> Result<OrderView, ApiError> {
+pub(super) async fn order_view(
+    state: &AppState,
+    id: OrderId,
+    caller: &Caller,
+) -> Result<OrderView, ApiError> {
     let customer = caller.customer()?;
     state
         .engine
@@ -342,6 +350,20 @@ async fn move_order(
             "only an admin ships or delivers orders",
         ));
     }
+    // With payments configured, a customer pays through the provider; the
+    // status-only move stays for admins (offline payments).
+    if claims.role == Role::Customer && to == OrderStatus::Paid && state.config.payments.configured
+    {
+        return Err(ApiError::forbidden(
+            "pay with POST /api/v1/orders/{id}/payments: marking an order paid is for admins",
+        ));
+    }
+    // The seller captures a payment authorised for the ship before the goods
+    // leave (on another node this does nothing: the seller does it when the
+    // ship is forwarded to it).
+    if to == OrderStatus::Shipped {
+        state.payments.before_ship(id).await?;
+    }
     let own = caller.customer()?;
     let render = |r: &Replica| Answer::json(StatusCode::OK, &order_view_in(r, id, own.as_deref())?);
     match write_answer(state, Op::MoveOrder { order: id, to }, render).await {
@@ -375,7 +397,7 @@ move_endpoint!(
     pay,
     "/api/v1/orders/{id}/pay",
     OrderStatus::Paid,
-    "Marks an order paid."
+    "Marks an order paid without a provider (an offline payment). Once `[payments]` is configured, customers pay with `POST /orders/{id}/payments` instead, and this is for admins."
 );
 move_endpoint!(
     ship,

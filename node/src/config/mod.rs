@@ -16,9 +16,11 @@ use serde::Deserialize;
 
 pub mod accounts;
 pub mod http;
+pub mod payments;
 
 pub use accounts::{AccountsConfig, RawAccounts};
 pub use http::{FairUse, HttpConfig, RateLimit, RawHttp, RawLimits, RouteLimit};
+pub use payments::{PaymentsConfig, ProviderKind, RawPayments};
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +111,8 @@ pub struct RawConfig {
     pub limits: Option<RawLimits>,
     /// `[accounts]`: tokens, password hashing, login limits.
     pub accounts: Option<RawAccounts>,
+    /// `[payments]`: the provider, capture, webhook secret.
+    pub payments: Option<RawPayments>,
 }
 
 /// One node of the cluster, validated.
@@ -156,6 +160,8 @@ pub struct ClusterConfig {
     pub limits: FairUse,
     /// Accounts and sign-in.
     pub accounts: AccountsConfig,
+    /// Payments.
+    pub payments: PaymentsConfig,
 }
 
 impl ClusterConfig {
@@ -255,6 +261,7 @@ impl ClusterConfig {
         let http = HttpConfig::validate(raw.http.as_ref(), base, &invalid)?;
         let limits = FairUse::validate(raw.limits.as_ref(), &invalid)?;
         let accounts = AccountsConfig::validate(raw.accounts.as_ref(), &invalid)?;
+        let payments = PaymentsConfig::validate(raw.payments.as_ref(), base, &invalid)?;
         let r = raw.replication.as_ref();
         let replication = ReplicationConfig {
             delta_log_bytes: r.and_then(|r| r.delta_log_mib).unwrap_or(256) << 20,
@@ -289,6 +296,7 @@ impl ClusterConfig {
             replication,
             limits,
             accounts,
+            payments,
         })
     }
 

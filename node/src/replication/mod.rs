@@ -70,6 +70,9 @@ pub struct Cluster {
     /// One repair at a time.
     pub repairing: tokio::sync::Mutex<()>,
     hub: Arc<crate::events::EventHub>,
+    /// The payment service, set once at start (the seller side of
+    /// forwarded payments and refunds, and the capture before a ship).
+    payments: std::sync::OnceLock<Arc<crate::payments::Payments>>,
     last_convergence: std::sync::Mutex<Option<bool>>,
     divergence: std::sync::Mutex<DivergenceStatus>,
 }
@@ -162,6 +165,7 @@ impl Cluster {
             cfg: config.replication.clone(),
             repairing: tokio::sync::Mutex::new(()),
             hub,
+            payments: std::sync::OnceLock::new(),
             last_convergence: std::sync::Mutex::new(None),
             divergence: std::sync::Mutex::new(DivergenceStatus::default()),
         });
@@ -296,6 +300,33 @@ impl Cluster {
         to: OrderStatus,
     ) -> Result<(), ApiError> {
         rights::forward_move(self, seller, order, to).await
+    }
+
+    /// Forwards a payment or refund of `order` to its seller.
+    pub async fn forward_call(
+        self: &Arc<Self>,
+        seller: Actor,
+        order: OrderId,
+        call: crate::payments::SellerCall,
+    ) -> Result<(), ApiError> {
+        rights::forward(self, seller, order, |vv| Msg::SellerCall {
+            order,
+            call,
+            vv,
+        })
+        .await
+    }
+
+    /// Installs the payment service (once, at start).
+    pub fn set_payments(&self, payments: Arc<crate::payments::Payments>) {
+        let _ = self.payments.set(payments);
+    }
+
+    /// The payment service, or 503 in the moment before start installs it.
+    pub fn payments(&self) -> Result<&Arc<crate::payments::Payments>, ApiError> {
+        self.payments
+            .get()
+            .ok_or_else(|| ApiError::unavailable("starting", "the node is starting; try again"))
     }
 
     /// Stops accepting and closes every connection.
@@ -465,6 +496,21 @@ impl Cluster {
             }
             Msg::MoveRequest { order, to, vv } => {
                 rights::serve_move(self, peer, send, order, to, vv).await
+            }
+            Msg::SellerCall { order, call, vv } => {
+                let payments = self.payments().cloned();
+                rights::serve_seller(self, peer, send, order, vv, async move {
+                    let payments = payments?;
+                    match call {
+                        crate::payments::SellerCall::Pay { method } => {
+                            payments.pay(order, &method).await
+                        }
+                        crate::payments::SellerCall::Refund { amount, reason } => {
+                            payments.refund(order, amount, &reason).await.map(|_| ())
+                        }
+                    }
+                })
+                .await
             }
             other => Err(wire::WireError::unexpected(&other)),
         }

@@ -31,6 +31,10 @@ use crate::metrics as m;
 const ANSWER_BYTES: usize = 4 << 20;
 /// How long a seller waits to catch up with a forwarded move's vector.
 const CATCH_UP: Duration = Duration::from_secs(2);
+/// How long a forwarding node waits for the seller's verdict: the catch-up
+/// and, for a payment, the provider call (`[payments] call_timeout_ms`
+/// is at most 120 s; a longer call is answered 503 and is safe to repeat).
+const FORWARD_WAIT: Duration = Duration::from_secs(30);
 
 /// What one rights request brought.
 enum Asked {
@@ -277,6 +281,24 @@ pub async fn forward_move(
     order: OrderId,
     to: OrderStatus,
 ) -> Result<(), ApiError> {
+    forward(cluster, seller, order, |vv| Msg::MoveRequest {
+        order,
+        to,
+        vv,
+    })
+    .await
+}
+
+/// Forwards a seller-only request about `order` (a move, a payment, a
+/// refund) to `seller`, merges what it answers with, and turns its verdict
+/// into this node's answer: 503 while the seller is unreachable, 409 when
+/// its store is gone.
+pub async fn forward(
+    cluster: &Arc<Cluster>,
+    seller: Actor,
+    order: OrderId,
+    request: impl FnOnce(VersionVector) -> Msg,
+) -> Result<(), ApiError> {
     let unreachable = || {
         ApiError::unavailable(
             "seller_unreachable",
@@ -322,9 +344,9 @@ pub async fn forward_move(
             .await
             .map_err(|e| WireError::Stream(e.to_string()))?;
         let vv = cluster.engine.read(|r| r.version_vector().clone()).await;
-        wire::write_msg(&mut send, &Msg::MoveRequest { order, to, vv }).await?;
+        wire::write_msg(&mut send, &request(vv)).await?;
         let _ = send.finish();
-        wire::expect_msg(&mut recv, Duration::from_secs(3)).await
+        wire::expect_msg(&mut recv, FORWARD_WAIT).await
     };
     match exchange.await {
         Ok(Msg::MoveReply {
@@ -348,14 +370,34 @@ pub async fn forward_move(
     }
 }
 
+/// Error codes a seller may answer a forwarded request with, kept as the
+/// seller said them (anything else becomes `forwarded_error`).
+const FORWARDED_CODES: &[&str] = &[
+    "illegal_transition",
+    "order_not_found",
+    "seller_unreachable",
+    "seller_behind",
+    "already_paid",
+    "payment_in_progress",
+    "not_payable",
+    "too_many_attempts",
+    "nothing_captured",
+    "refund_exceeds_capture",
+    "too_many_refunds",
+    "card_declined",
+    "insufficient_funds",
+    "payment_declined",
+    "provider_unavailable",
+    "provider_refused",
+    "invalid_field",
+];
+
 fn static_code(code: &str) -> &'static str {
-    match code {
-        "illegal_transition" => "illegal_transition",
-        "order_not_found" => "order_not_found",
-        "seller_unreachable" => "seller_unreachable",
-        "seller_behind" => "seller_behind",
-        _ => "forwarded_error",
-    }
+    FORWARDED_CODES
+        .iter()
+        .find(|c| **c == code)
+        .copied()
+        .unwrap_or("forwarded_error")
 }
 
 /// Whether this node has applied everything in `vv`.
@@ -372,10 +414,33 @@ fn covers(cluster: &Cluster, vv: &VersionVector) -> bool {
 pub async fn serve_move(
     cluster: &Arc<Cluster>,
     peer: &Arc<Peer>,
-    mut send: quinn::SendStream,
+    send: quinn::SendStream,
     order: OrderId,
     to: OrderStatus,
     vv: VersionVector,
+) -> Result<(), WireError> {
+    serve_seller(cluster, peer, send, order, vv, async {
+        if to == OrderStatus::Shipped {
+            cluster.payments()?.before_ship(order).await?;
+        }
+        match cluster.engine.write(Op::MoveOrder { order, to }).await {
+            Ok(_) | Err(WriteError::Op(OpError::Unchanged)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    })
+    .await
+}
+
+/// Carries out a forwarded seller-only request (`work`) once this node has
+/// applied everything the asker had, and answers with the verdict and the
+/// deltas the asker lacks.
+pub async fn serve_seller(
+    cluster: &Arc<Cluster>,
+    peer: &Arc<Peer>,
+    mut send: quinn::SendStream,
+    order: OrderId,
+    vv: VersionVector,
+    work: impl std::future::Future<Output = Result<(), ApiError>>,
 ) -> Result<(), WireError> {
     if !covers(cluster, &vv) {
         let _ = tokio::time::timeout(CATCH_UP, sync::pull(cluster, peer)).await;
@@ -389,12 +454,9 @@ pub async fn serve_move(
             ),
         )
     } else {
-        match cluster.engine.write(Op::MoveOrder { order, to }).await {
-            Ok(_) | Err(WriteError::Op(OpError::Unchanged)) => (200, String::new(), String::new()),
-            Err(e) => {
-                let api: ApiError = e.into();
-                (api.status.as_u16(), api.code.to_string(), api.message)
-            }
+        match work.await {
+            Ok(()) => (200, String::new(), String::new()),
+            Err(api) => (api.status.as_u16(), api.code.to_string(), api.message),
         }
     };
     let deltas = missing(cluster, &vv).await;

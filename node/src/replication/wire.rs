@@ -12,10 +12,11 @@ use crdt_core::status::OrderStatus;
 use crdt_core::{Actor, CausalContext, KeyspaceId, NodeId, OrderId, Sku, VersionVector};
 use serde::{Deserialize, Serialize};
 
-/// Protocol version exchanged in the hello. 2: repairs carry a mode and the
+/// Protocol version exchanged in the hello. 3: order entries carry payments
+/// (repair snapshots hold revision-3 entries). 2: repairs carry a mode and the
 /// receiver's vector, a divergence repair carries the sender's newer deltas,
 /// and rights replies stream what the asker lacks before the grant.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// Largest frame accepted, bytes (the largest a node sends is a 2 MiB
 /// repair chunk; deltas go in chunks of 1 MiB).
 pub const MAX_FRAME: usize = 8 << 20;
@@ -163,6 +164,16 @@ pub enum Msg {
     /// "Run a divergence repair from me": sent by a node that just
     /// repaired from the receiver, so that the repair runs both ways.
     RepairInvite,
+    /// A payment or refund for an order the receiver sold (answered with a
+    /// [`Msg::MoveReply`]).
+    SellerCall {
+        /// The order.
+        order: OrderId,
+        /// What to do.
+        call: crate::payments::SellerCall,
+        /// The asker's vector.
+        vv: VersionVector,
+    },
 }
 
 impl Versioned for Msg {

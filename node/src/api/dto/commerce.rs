@@ -287,6 +287,16 @@ pub struct OrderView {
     /// When it was placed.
     #[schema(format = DateTime)]
     pub created_at: String,
+    /// The current payment attempt, if one was made.
+    pub payment: Option<super::PaymentView>,
+    /// Refunds, oldest first.
+    pub refunds: Vec<super::RefundView>,
+    /// Captured, over every attempt.
+    #[schema(value_type = f64)]
+    pub captured: Box<RawValue>,
+    /// Refunded.
+    #[schema(value_type = f64)]
+    pub refunded: Box<RawValue>,
 }
 
 impl OrderView {
@@ -297,6 +307,7 @@ impl OrderView {
             minor,
             currency: h.currency,
         };
+        let pay = super::PaymentParts::new(&e.payments, h.currency);
         Some(Self {
             id,
             customer_id: h.customer.clone(),
@@ -316,6 +327,10 @@ impl OrderView {
             shipping_address: AddressDto::from_address(&h.shipping),
             node: h.seller.to_string(),
             created_at: rfc3339(h.created_ms),
+            payment: pay.payment,
+            refunds: pay.refunds,
+            captured: pay.captured,
+            refunded: pay.refunded,
         })
     }
 }

@@ -10,10 +10,12 @@ mod accounts;
 mod catalog;
 mod commerce;
 mod country;
+mod payments;
 
 pub use accounts::*;
 pub use catalog::*;
 pub use commerce::*;
+pub use payments::*;
 
 use std::collections::BTreeMap;
 
