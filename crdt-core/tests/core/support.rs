@@ -237,10 +237,10 @@ pub fn random_op(
     if rng.chance(12) {
         return account_op(r, rng);
     }
-    if rng.chance(8) {
-        if let Some(op) = payment_op(r, rng) {
-            return op;
-        }
+    if rng.chance(8)
+        && let Some(op) = payment_op(r, rng)
+    {
+        return op;
     }
     match rng.below(100) {
         0..=11 => Op::CreateProduct {
