@@ -21,6 +21,7 @@ pub mod lazyfs;
 pub mod loadgen;
 pub mod nemesis;
 pub mod observe;
+pub mod payer;
 pub mod procs;
 pub mod proxy;
 pub mod registrar;

@@ -79,6 +79,9 @@ async fn digests(c: &ProcessCluster, n: usize) -> Vec<Option<String>> {
 
 /// Accounts in a chaos run: cheap hashes, and no limit or lockout, since
 /// every client is 127.0.0.1 and the final reads try every password.
+/// The test provider, answering within a deadline short enough that a
+/// partition or a kill mid-call shows as a 503 the payer repeats.
+const PAYMENTS_TOML: &str = "[payments]\nprovider = \"test\"\ncall_timeout_ms = 2000\n";
 const ACCOUNTS_TOML: &str = "[accounts]\nargon2_memory_kib = 1024\nargon2_iterations = 1\nlogin_per_address = 0\nregister_per_address = 0\nlockout_failures = 1000000\ndelay_after_failures = 1000000\n";
 
 /// Runs a chaos test.
@@ -108,7 +111,7 @@ pub async fn run(o: Options) -> anyhow::Result<Outcome> {
         // refuse most of their adds and checkouts: lift them, but let unpaid
         // orders expire after a minute so expiry runs under the faults too.
         extra_toml: format!(
-            "{}header_read_timeout_ms = {HEADER_TIMEOUT_MS}\n\n[limits]\nmax_cart_lines = 10000\nmax_open_orders_per_customer = 100000\nunpaid_order_ttl_secs = {UNPAID_TTL_SECS}\n\n{ACCOUNTS_TOML}",
+            "{}header_read_timeout_ms = {HEADER_TIMEOUT_MS}\n\n[limits]\nmax_cart_lines = 10000\nmax_open_orders_per_customer = 100000\nunpaid_order_ttl_secs = {UNPAID_TTL_SECS}\n\n{ACCOUNTS_TOML}\n{PAYMENTS_TOML}",
             Spec::default().extra_toml
         ),
         lazyfs: if o.kinds.contains(&FaultKind::PowerCut) {
@@ -226,6 +229,30 @@ pub async fn run(o: Options) -> anyhow::Result<Outcome> {
         o.seed,
         1.0,
         reg_log.clone(),
+        stop_rx.clone(),
+    )));
+    // Orders paid through other nodes, refunds racing, cancels after the
+    // capture: about one order every two seconds.
+    let pay_log = Arc::new(Mutex::new(crate::payer::PayLog::new()));
+    let pay_product = crate::procs::create_product(&admins[0], "PAY-1", 1_000_000)
+        .await
+        .context("creating the payer's product")?;
+    let pay_nodes: Vec<(String, Client)> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            (
+                id.clone(),
+                c.client(i).with_timeout(Duration::from_secs(10)),
+            )
+        })
+        .collect();
+    clients.push(tokio::spawn(crate::payer::run(
+        pay_nodes,
+        pay_product,
+        o.seed,
+        0.5,
+        pay_log.clone(),
         stop_rx.clone(),
     )));
     // Stock samples from every node, twice a second.
@@ -453,6 +480,12 @@ pub async fn run(o: Options) -> anyhow::Result<Outcome> {
             _ => None,
         })
         .collect();
+    let pay_log = pay_log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut pay_reads = BTreeMap::new();
+    for (i, id) in ids.iter().enumerate() {
+        let cl = nem.c.client(i).with_timeout(Duration::from_secs(10));
+        pay_reads.insert(id.clone(), crate::payer::read(&cl, &pay_log).await);
+    }
     let audience_probes = crate::audience::probe(&nem.c, &finals).await;
     let entries = history.entries();
     let all_ops: Vec<_> = ops(&entries)
@@ -485,6 +518,10 @@ pub async fn run(o: Options) -> anyhow::Result<Outcome> {
         (
             "unique-email",
             checkers::unique_email::check(&reg_log, &logins, &wiped),
+        ),
+        (
+            "payments",
+            checkers::payments::check(&pay_log, &pay_reads, &wiped),
         ),
     ];
     let stats = checkers::stats::compute(&all_ops, &heals, &wire);

@@ -50,6 +50,31 @@ fn bad_configs_stop_start_up_naming_the_field() {
             BASE.replace("embedding_dim = 16", "embedding_dim = \"16\""),
             "embedding_dim",
         ),
+        (
+            format!("{BASE}\n[payments]\nprovider = \"paypal\"\n"),
+            "payments.provider",
+        ),
+        (
+            format!("{BASE}\n[payments]\ncapture = \"later\"\n"),
+            "payments.capture",
+        ),
+        (
+            format!("{BASE}\n[payments]\ncall_timeout_ms = 5\n"),
+            "payments.call_timeout_ms",
+        ),
+        (
+            format!("{BASE}\n[payments]\nwebhook_secret_file = \"no-such-file\"\n"),
+            "payments.webhook_secret_file",
+        ),
+        (format!("{BASE}\n[payments]\ncard = \"4242\"\n"), "card"),
+        (
+            format!("{BASE}\n[payments]\nprovider = \"stripe\"\n"),
+            "payments.secret_key_file",
+        ),
+        (
+            format!("{BASE}\n[payments]\napi_base = \"ftp://stripe\"\n"),
+            "payments.api_base",
+        ),
     ];
     for (toml, field) in cases {
         for args in [&["node", "--id", "n1"][..], &["init"][..]] {

@@ -9,6 +9,7 @@ pub mod durability;
 pub mod exactly_once;
 pub mod frontier;
 pub mod oversell;
+pub mod payments;
 pub mod set_full;
 pub mod stats;
 pub mod unique_email;

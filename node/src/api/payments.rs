@@ -70,13 +70,20 @@ pub async fn pay_order(
         .parse()
         .unwrap_or(2026);
     let method = body.validate(year)?;
-    if matches!(method, PayMethod::Token(_))
-        && state.config.payments.provider == crate::config::ProviderKind::Test
-    {
-        return Err(ApiError::field(
-            "paymentMethod",
-            "the test provider takes a card, not a payment-method id",
-        ));
+    match (&method, state.config.payments.provider) {
+        (PayMethod::Token(_), crate::config::ProviderKind::Test) => {
+            return Err(ApiError::field(
+                "paymentMethod",
+                "the test provider takes a card, not a payment-method id",
+            ));
+        }
+        (PayMethod::Card(_), crate::config::ProviderKind::Stripe) => {
+            return Err(ApiError::field(
+                "card",
+                "Stripe takes a paymentMethod id from the storefront; card numbers are for the test provider only",
+            ));
+        }
+        _ => {}
     }
     let seller = seller_of(&state, id)?;
     if seller == state.engine.actor() {

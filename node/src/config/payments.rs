@@ -15,8 +15,13 @@ use super::http::in_range;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPayments {
-    /// `test` (in-process, deterministic; the default).
+    /// `test` (in-process, deterministic; the default) or `stripe`.
     pub provider: Option<String>,
+    /// Stripe: a file holding the secret API key (`sk_…`).
+    pub secret_key_file: Option<String>,
+    /// Stripe: where its API is (`https://api.stripe.com`; a local fake for
+    /// tests, `http://127.0.0.1:…`).
+    pub api_base: Option<String>,
     /// `immediate` (the confirmation captures) or `on_ship` (the seller
     /// captures when it ships).
     pub capture: Option<String>,
@@ -38,6 +43,8 @@ pub struct RawPayments {
 pub enum ProviderKind {
     /// In-process and deterministic: Stripe's test cards decide.
     Test,
+    /// Stripe's REST API.
+    Stripe,
 }
 
 impl ProviderKind {
@@ -45,6 +52,7 @@ impl ProviderKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::Test => "test",
+            ProviderKind::Stripe => "stripe",
         }
     }
 }
@@ -63,6 +71,10 @@ pub struct PaymentsConfig {
     pub call_timeout: Duration,
     /// The webhook signing secret.
     pub webhook_secret: Option<Vec<u8>>,
+    /// Stripe's secret API key (for `stripe`).
+    pub secret_key: Option<String>,
+    /// Stripe's API base.
+    pub api_base: String,
     /// Test provider latency.
     pub test_latency: Duration,
     /// Test provider failure period (0: never).
@@ -82,10 +94,11 @@ impl PaymentsConfig {
         let p = raw.unwrap_or(&empty);
         let provider = match p.provider.as_deref().unwrap_or("test") {
             "test" => ProviderKind::Test,
+            "stripe" => ProviderKind::Stripe,
             other => {
                 return Err(invalid(
                     "payments.provider",
-                    format!("{other:?} is not a provider this build has (test)"),
+                    format!("{other:?} is not a provider this build has (test, stripe)"),
                 ));
             }
         };
@@ -99,26 +112,36 @@ impl PaymentsConfig {
                 ));
             }
         };
-        let webhook_secret = match &p.webhook_secret_file {
-            None => None,
-            Some(f) => {
-                let path = base.join(f);
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    invalid(
-                        "payments.webhook_secret_file",
-                        format!("cannot read {}: {e}", path.display()),
-                    )
-                })?;
-                let secret = text.trim().as_bytes().to_vec();
-                if secret.len() < 16 {
-                    return Err(invalid(
-                        "payments.webhook_secret_file",
-                        format!("{} holds fewer than 16 bytes", path.display()),
-                    ));
-                }
-                Some(secret)
+        let secret_in = |field: &str, f: &Option<String>| -> Result<Option<String>, ConfigError> {
+            let Some(f) = f else { return Ok(None) };
+            let path = base.join(f);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| invalid(field, format!("cannot read {}: {e}", path.display())))?;
+            let secret = text.trim().to_string();
+            if secret.len() < 16 {
+                return Err(invalid(
+                    field,
+                    format!("{} holds fewer than 16 characters", path.display()),
+                ));
             }
+            Ok(Some(secret))
         };
+        let webhook_secret = secret_in("payments.webhook_secret_file", &p.webhook_secret_file)?
+            .map(String::into_bytes);
+        let secret_key = secret_in("payments.secret_key_file", &p.secret_key_file)?;
+        if provider == ProviderKind::Stripe && secret_key.is_none() {
+            return Err(invalid(
+                "payments.secret_key_file",
+                "is required with provider = \"stripe\"".into(),
+            ));
+        }
+        let api_base = p
+            .api_base
+            .clone()
+            .unwrap_or_else(|| "https://api.stripe.com".to_string());
+        if let Err(e) = crate::payments::stripe::Stripe::new(&api_base, String::new()) {
+            return Err(invalid("payments.api_base", e));
+        }
         Ok(Self {
             configured: raw.is_some(),
             provider,
@@ -131,6 +154,8 @@ impl PaymentsConfig {
                 120_000,
             )?),
             webhook_secret,
+            secret_key,
+            api_base,
             test_latency: Duration::from_millis(in_range(
                 invalid,
                 "payments.test_latency_ms",

@@ -17,6 +17,7 @@
 
 pub mod provider;
 pub mod reconcile;
+pub mod stripe;
 pub mod test_provider;
 pub mod webhook;
 
@@ -84,6 +85,13 @@ impl Payments {
                 config.test_latency,
                 config.test_fail_every,
             )?),
+            ProviderKind::Stripe => Provider::Stripe(
+                stripe::Stripe::new(
+                    &config.api_base,
+                    config.secret_key.clone().unwrap_or_default(),
+                )
+                .map_err(anyhow::Error::msg)?,
+            ),
         };
         Ok(Arc::new(Self {
             config,
@@ -102,6 +110,7 @@ impl Payments {
     pub fn test_ledger(&self) -> Option<Vec<test_provider::LedgerIntent>> {
         match &self.provider {
             Provider::Test(p) => Some(p.ledger()),
+            Provider::Stripe(_) => None,
         }
     }
 

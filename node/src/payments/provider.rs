@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crdt_core::payment::{CaptureMode, PaymentStatus, RefundStatus};
 
+use super::stripe::Stripe;
 use super::test_provider::TestProvider;
 
 /// A card, as the test provider takes it. Never stored, logged or
@@ -123,6 +124,8 @@ pub enum ProviderError {
 pub enum Provider {
     /// The in-process test provider.
     Test(TestProvider),
+    /// Stripe.
+    Stripe(Stripe),
 }
 
 impl Provider {
@@ -130,6 +133,7 @@ impl Provider {
     pub fn name(&self) -> &'static str {
         match self {
             Provider::Test(_) => "test",
+            Provider::Stripe(_) => "stripe",
         }
     }
 
@@ -137,6 +141,7 @@ impl Provider {
     pub async fn create(&self, key: &str, intent: &NewIntent) -> Result<Intent, ProviderError> {
         match self {
             Provider::Test(p) => p.create(key, intent).await,
+            Provider::Stripe(p) => p.create(key, intent).await,
         }
     }
 
@@ -149,6 +154,7 @@ impl Provider {
     ) -> Result<Intent, ProviderError> {
         match self {
             Provider::Test(p) => p.confirm(key, id, method).await,
+            Provider::Stripe(p) => p.confirm(key, id, method).await,
         }
     }
 
@@ -156,6 +162,7 @@ impl Provider {
     pub async fn capture(&self, key: &str, id: &str) -> Result<Intent, ProviderError> {
         match self {
             Provider::Test(p) => p.capture(key, id).await,
+            Provider::Stripe(p) => p.capture(key, id).await,
         }
     }
 
@@ -163,6 +170,7 @@ impl Provider {
     pub async fn cancel(&self, key: &str, id: &str) -> Result<Intent, ProviderError> {
         match self {
             Provider::Test(p) => p.cancel(key, id).await,
+            Provider::Stripe(p) => p.cancel(key, id).await,
         }
     }
 
@@ -175,6 +183,7 @@ impl Provider {
     ) -> Result<RefundOutcome, ProviderError> {
         match self {
             Provider::Test(p) => p.refund(key, id, amount_minor).await,
+            Provider::Stripe(p) => p.refund(key, id, amount_minor).await,
         }
     }
 
@@ -182,6 +191,7 @@ impl Provider {
     pub async fn retrieve(&self, id: &str) -> Result<Intent, ProviderError> {
         match self {
             Provider::Test(p) => p.retrieve(id).await,
+            Provider::Stripe(p) => p.retrieve(id).await,
         }
     }
 }

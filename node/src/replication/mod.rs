@@ -309,7 +309,12 @@ impl Cluster {
         order: OrderId,
         call: crate::payments::SellerCall,
     ) -> Result<(), ApiError> {
-        rights::forward(self, seller, order, |vv| Msg::SellerCall {
+        // The catch-up, then at most two provider calls (create, confirm).
+        let work = self
+            .payments()
+            .map(|p| 2 * p.config().call_timeout + Duration::from_secs(3))
+            .unwrap_or(Duration::from_secs(30));
+        rights::forward(self, seller, order, Some(work), |vv| Msg::SellerCall {
             order,
             call,
             vv,
@@ -499,7 +504,7 @@ impl Cluster {
             }
             Msg::SellerCall { order, call, vv } => {
                 let payments = self.payments().cloned();
-                rights::serve_seller(self, peer, send, order, vv, async move {
+                rights::serve_seller(self, peer, send, order, vv, true, async move {
                     let payments = payments?;
                     match call {
                         crate::payments::SellerCall::Pay { method } => {

@@ -31,10 +31,10 @@ use crate::metrics as m;
 const ANSWER_BYTES: usize = 4 << 20;
 /// How long a seller waits to catch up with a forwarded move's vector.
 const CATCH_UP: Duration = Duration::from_secs(2);
-/// How long a forwarding node waits for the seller's verdict: the catch-up
-/// and, for a payment, the provider call (`[payments] call_timeout_ms`
-/// is at most 120 s; a longer call is answered 503 and is safe to repeat).
-const FORWARD_WAIT: Duration = Duration::from_secs(30);
+/// How long a forwarding node waits for the seller to answer at all (a
+/// move's verdict, or a payment's "working on it"): past it, the seller
+/// counts as unreachable.
+const FORWARD_WAIT: Duration = Duration::from_secs(3);
 
 /// What one rights request brought.
 enum Asked {
@@ -281,7 +281,7 @@ pub async fn forward_move(
     order: OrderId,
     to: OrderStatus,
 ) -> Result<(), ApiError> {
-    forward(cluster, seller, order, |vv| Msg::MoveRequest {
+    forward(cluster, seller, order, None, |vv| Msg::MoveRequest {
         order,
         to,
         vv,
@@ -292,11 +292,14 @@ pub async fn forward_move(
 /// Forwards a seller-only request about `order` (a move, a payment, a
 /// refund) to `seller`, merges what it answers with, and turns its verdict
 /// into this node's answer: 503 while the seller is unreachable, 409 when
-/// its store is gone.
+/// its store is gone. With `work`, the seller first acknowledges within
+/// [`FORWARD_WAIT`] (so a partition is seen at once) and its verdict may
+/// then take up to `work` (a provider call).
 pub async fn forward(
     cluster: &Arc<Cluster>,
     seller: Actor,
     order: OrderId,
+    work: Option<Duration>,
     request: impl FnOnce(VersionVector) -> Msg,
 ) -> Result<(), ApiError> {
     let unreachable = || {
@@ -346,7 +349,11 @@ pub async fn forward(
         let vv = cluster.engine.read(|r| r.version_vector().clone()).await;
         wire::write_msg(&mut send, &request(vv)).await?;
         let _ = send.finish();
-        wire::expect_msg(&mut recv, FORWARD_WAIT).await
+        let first = wire::expect_msg(&mut recv, FORWARD_WAIT).await?;
+        match (work, first) {
+            (Some(long), Msg::Working) => wire::expect_msg(&mut recv, long).await,
+            (_, other) => Ok(other),
+        }
     };
     match exchange.await {
         Ok(Msg::MoveReply {
@@ -419,7 +426,7 @@ pub async fn serve_move(
     to: OrderStatus,
     vv: VersionVector,
 ) -> Result<(), WireError> {
-    serve_seller(cluster, peer, send, order, vv, async {
+    serve_seller(cluster, peer, send, order, vv, false, async {
         if to == OrderStatus::Shipped {
             cluster.payments()?.before_ship(order).await?;
         }
@@ -433,15 +440,20 @@ pub async fn serve_move(
 
 /// Carries out a forwarded seller-only request (`work`) once this node has
 /// applied everything the asker had, and answers with the verdict and the
-/// deltas the asker lacks.
+/// deltas the asker lacks — after a [`Msg::Working`] first when `ack`.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve_seller(
     cluster: &Arc<Cluster>,
     peer: &Arc<Peer>,
     mut send: quinn::SendStream,
     order: OrderId,
     vv: VersionVector,
+    ack: bool,
     work: impl std::future::Future<Output = Result<(), ApiError>>,
 ) -> Result<(), WireError> {
+    if ack {
+        wire::write_msg(&mut send, &Msg::Working).await?;
+    }
     if !covers(cluster, &vv) {
         let _ = tokio::time::timeout(CATCH_UP, sync::pull(cluster, peer)).await;
     }

@@ -164,8 +164,8 @@ pub enum Msg {
     /// "Run a divergence repair from me": sent by a node that just
     /// repaired from the receiver, so that the repair runs both ways.
     RepairInvite,
-    /// A payment or refund for an order the receiver sold (answered with a
-    /// [`Msg::MoveReply`]).
+    /// A payment or refund for an order the receiver sold (answered with
+    /// [`Msg::Working`] at once, then a [`Msg::MoveReply`]).
     SellerCall {
         /// The order.
         order: OrderId,
@@ -174,6 +174,8 @@ pub enum Msg {
         /// The asker's vector.
         vv: VersionVector,
     },
+    /// The seller took a [`Msg::SellerCall`] and is working on it.
+    Working,
 }
 
 impl Versioned for Msg {
