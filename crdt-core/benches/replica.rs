@@ -178,6 +178,7 @@ fn print_delta_sizes() {
                     postal_code: "SW1Y 4JH".into(),
                     country: "GB".into(),
                 },
+                email: None,
             },
             6,
         )

@@ -112,6 +112,12 @@ pub struct OrderEntry {
     pub shipped: BTreeSet<Actor>,
     /// Payment attempts, refunds and provider events (revision 3).
     pub payments: Payments,
+    /// An e-mail for the order's notices, given at checkout (revision 3):
+    /// for a customer without an account.
+    pub email: MaxReg<Option<String>>,
+    /// The notices sent to the customer (`placed`, `shipped`, `cancelled`),
+    /// recorded after the mail relay took them (revision 3).
+    pub notified: BTreeSet<String>,
 }
 
 impl OrderEntry {
@@ -134,7 +140,7 @@ impl OrderEntry {
             status: MaxReg(to),
             returned: returned_by.into_iter().collect(),
             shipped: shipped_by.into_iter().collect(),
-            payments: Payments::default(),
+            ..Self::default()
         }
     }
 
@@ -165,6 +171,8 @@ impl OrderEntry {
         self.returned.extend(o.returned.iter().copied());
         self.shipped.extend(o.shipped.iter().copied());
         self.payments.join(&o.payments);
+        self.email.join(&o.email);
+        self.notified.extend(o.notified.iter().cloned());
     }
 
     /// The sale that is the order: the first shipped seller's if any sale
@@ -211,6 +219,21 @@ impl OrderEntry {
             || p.refunds
                 .range((actor, 0)..=(actor, u32::MAX))
                 .any(|(_, r)| r.status.0 == RefundStatus::Pending)
+    }
+
+    /// The notices the order's life calls for so far, in the order they
+    /// happen: `placed`, then `shipped` or `cancelled`.
+    pub fn notices(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.header().is_some() {
+            v.push("placed");
+        }
+        if !self.shipped.is_empty() || self.status.0 >= OrderStatus::Shipped {
+            v.push("shipped");
+        } else if self.status.0 == OrderStatus::Cancelled {
+            v.push("cancelled");
+        }
+        v
     }
 
     /// Whether the checkout was sold by more than one node (both sides of a
@@ -263,7 +286,7 @@ pub mod legacy {
                 status: self.status,
                 returned: self.returned,
                 shipped: self.shipped,
-                payments: Payments::default(),
+                ..OrderEntry::default()
             }
         }
     }

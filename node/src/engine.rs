@@ -563,6 +563,7 @@ pub fn op_kind(op: &Op) -> &'static str {
         Op::SetCartItem { .. } => "cart_set",
         Op::RemoveCartItem { .. } => "cart_remove",
         Op::Checkout { .. } => "checkout",
+        Op::Notified { .. } => "order_notified",
         Op::MoveOrder { .. } => "order_move",
         Op::ReturnUnits { .. } => "return_units",
         Op::Record { .. } => "idempotency_record",

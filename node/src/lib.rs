@@ -23,6 +23,7 @@ pub mod http_client;
 pub mod http_server;
 pub mod inspect;
 pub mod metrics;
+pub mod notify;
 pub mod payments;
 pub mod pki;
 pub mod replication;

@@ -40,6 +40,8 @@ pub fn install() -> PrometheusHandle {
         .clone()
 }
 
+/// Order e-mails the relay accepted, by notice.
+pub const EMAILS_SENT: &str = "concord_emails_sent_total";
 /// Writes answered from an idempotency record instead of running again.
 pub const IDEMPOTENT_REPLAYS: &str = "concord_idempotent_replays_total";
 

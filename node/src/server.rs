@@ -129,6 +129,11 @@ pub async fn start(opts: NodeOptions) -> anyhow::Result<RunningNode> {
         payments.clone(),
         background.clone(),
     ));
+    if let Some(n) = crate::notify::Notifier::new(&config.notifications, engine.clone())
+        .context("setting up order e-mails")?
+    {
+        tasks.spawn(Arc::new(n).run(background.clone()));
+    }
     tasks.spawn(engine.clone().run_returns(background.clone()));
     tasks.spawn(crate::expiry::run(
         engine.clone(),

@@ -75,6 +75,16 @@ fn bad_configs_stop_start_up_naming_the_field() {
             format!("{BASE}\n[payments]\napi_base = \"ftp://stripe\"\n"),
             "payments.api_base",
         ),
+        (
+            format!("{BASE}\n[notifications]\nsmtp_relay = \"no-port\"\n"),
+            "notifications.smtp_relay",
+        ),
+        (
+            format!(
+                "{BASE}\n[notifications]\nsmtp_relay = \"127.0.0.1:25\"\nfrom = \"not a mailbox\"\n"
+            ),
+            "notifications.from",
+        ),
     ];
     for (toml, field) in cases {
         for args in [&["node", "--id", "n1"][..], &["init"][..]] {

@@ -11,6 +11,7 @@ mod browser;
 mod config_cli;
 mod durability;
 mod idempotency;
+mod notifications;
 mod payments;
 mod payments_cluster;
 mod payments_stripe;

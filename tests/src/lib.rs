@@ -194,3 +194,94 @@ fn rand_u32() -> u32 {
         .unwrap_or(0);
     t ^ std::process::id().rotate_left(16)
 }
+
+/// A real SMTP server for the tests: Python's `aiosmtpd` (installed into
+/// `target/smtp-venv` on first use) storing every message in a Maildir.
+pub struct SmtpSink {
+    child: std::process::Child,
+    /// The Maildir.
+    pub dir: PathBuf,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl SmtpSink {
+    /// Starts a sink on a free port.
+    pub fn start() -> anyhow::Result<Self> {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/smtp-venv");
+        let python = root.join("bin/python");
+        let ready = std::process::Command::new(&python)
+            .args(["-c", "import aiosmtpd"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ready {
+            let ok = std::process::Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&root)
+                .status()?
+                .success()
+                && std::process::Command::new(root.join("bin/pip"))
+                    .args(["install", "-q", "aiosmtpd==1.4.6"])
+                    .status()?
+                    .success();
+            anyhow::ensure!(ok, "could not install aiosmtpd into {}", root.display());
+        }
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        Self::start_on(addr)
+    }
+
+    /// Starts a sink on `addr` (say, where a stopped one listened).
+    pub fn start_on(addr: SocketAddr) -> anyhow::Result<Self> {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/smtp-venv");
+        let python = root.join("bin/python");
+        let dir = std::env::temp_dir().join(format!(
+            "concord-maildir-{}-{}",
+            std::process::id(),
+            rand_u32()
+        ));
+        let child = std::process::Command::new(&python)
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &addr.to_string(),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+            ])
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(addr).is_ok() {
+                return Ok(Self { child, dir, addr });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        anyhow::bail!("the SMTP sink did not start on {addr}")
+    }
+
+    /// Every message received so far, as text.
+    pub fn messages(&self) -> Vec<String> {
+        let Ok(rd) = std::fs::read_dir(self.dir.join("new")) else {
+            return Vec::new();
+        };
+        rd.filter_map(|e| e.ok())
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .collect()
+    }
+
+    /// Stops it (the port refuses connections until [`SmtpSink::restart`]).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

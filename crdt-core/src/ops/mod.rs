@@ -16,7 +16,7 @@ use crate::delta::{Delta, Part};
 use crate::idem::{IdemEntry, IdemRecord};
 use crate::ids::{AccountId, Actor, CartId, IdemKey, OrderId, ProductId};
 use crate::money::Currency;
-use crate::order::Address;
+use crate::order::{Address, OrderEntry};
 use crate::state::{Sku, State};
 use crate::status::{IllegalMove, OrderStatus};
 
@@ -114,6 +114,15 @@ pub enum Op {
         items: CheckoutItems,
         /// Where it ships.
         shipping: Address,
+        /// An e-mail for the order's notices (normalised by the caller).
+        email: Option<String>,
+    },
+    /// Record that the customer was sent a notice about an order.
+    Notified {
+        /// The order.
+        order: OrderId,
+        /// The notice (`placed`, `shipped`, `cancelled`).
+        notice: String,
     },
     /// Move an order's status (pay, ship, deliver, cancel).
     MoveOrder {
@@ -491,7 +500,31 @@ pub(crate) fn plan(op: Op, state: &State, ctx: &mut PlanCtx<'_>) -> Result<Delta
             customer,
             items,
             shipping,
-        } => plan_checkout(state, ctx, order, customer, items, shipping),
+            email,
+        } => plan_checkout(state, ctx, order, customer, items, shipping, email),
+        Op::Notified { order, notice } => {
+            let entry = state
+                .orders
+                .get(&order)
+                .ok_or(OpError::OrderNotFound(order))?;
+            if entry.notified.contains(&notice) {
+                return Err(OpError::Unchanged);
+            }
+            let hlc = ctx.clock.now(ctx.wall_ms);
+            let mark = OrderEntry {
+                notified: [notice].into_iter().collect(),
+                ..OrderEntry::default()
+            };
+            Ok(delta(
+                ctx,
+                hlc,
+                Vec::new(),
+                vec![Part::Order {
+                    id: order,
+                    entry: Box::new(mark),
+                }],
+            ))
+        }
         Op::MoveOrder { order, to } => plan_move(state, ctx, order, to),
         Op::ClearCart { cart } => {
             let entry = state.carts.get(&cart).ok_or(OpError::Unchanged)?;

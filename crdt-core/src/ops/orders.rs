@@ -40,6 +40,7 @@ pub(super) fn plan_checkout(
     customer: String,
     items: CheckoutItems,
     shipping: Address,
+    email: Option<String>,
 ) -> Result<Delta, OpError> {
     // One sale per seller: a node that holds the id (its own sale, or one a
     // peer made under the same idempotency key) never sells it again.
@@ -132,9 +133,11 @@ pub(super) fn plan_checkout(
             counter: Box::new(counter),
         });
     }
+    let mut placed = OrderEntry::placed(header);
+    placed.email = crate::status::MaxReg(email);
     parts.push(Part::Order {
         id: order,
-        entry: Box::new(OrderEntry::placed(header)),
+        entry: Box::new(placed),
     });
     let hlc = ctx.clock.now(ctx.wall_ms);
     Ok(delta(ctx, hlc, covers, parts))

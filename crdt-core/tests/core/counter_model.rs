@@ -75,6 +75,7 @@ fn run(seed: u64) {
                     customer: "c".into(),
                     items: CheckoutItems::Lines(vec![(product, 1 + rng.below(3) as u32)]),
                     shipping: address(),
+                    email: None,
                 })
             }
             5 => Some(Op::TransferRights {

@@ -278,22 +278,28 @@ fn order_entry() -> impl Strategy<Value = OrderEntry> {
         prop::collection::btree_set(0usize..3, 0..3),
         prop::collection::btree_set(0usize..3, 0..2),
         payments(),
+        prop::collection::btree_set("placed|shipped|cancelled", 0..3),
+        prop::option::of("[ab]@example\\.com"),
     )
-        .prop_map(|(sales, st, returned, shipped, payments)| {
-            let a = actors();
-            let mut e = OrderEntry::default();
-            for (r, ms) in sales {
-                let mut h = sample_header();
-                h.seller = a[r];
-                h.created_ms = ms;
-                e.join(&OrderEntry::placed(h));
-            }
-            e.status = MaxReg(st);
-            e.returned = returned.into_iter().map(|r| a[r]).collect();
-            e.shipped = shipped.into_iter().map(|r| a[r]).collect();
-            e.payments = payments;
-            e
-        })
+        .prop_map(
+            |(sales, st, returned, shipped, payments, notified, email)| {
+                let a = actors();
+                let mut e = OrderEntry::default();
+                for (r, ms) in sales {
+                    let mut h = sample_header();
+                    h.seller = a[r];
+                    h.created_ms = ms;
+                    e.join(&OrderEntry::placed(h));
+                }
+                e.status = MaxReg(st);
+                e.returned = returned.into_iter().map(|r| a[r]).collect();
+                e.shipped = shipped.into_iter().map(|r| a[r]).collect();
+                e.payments = payments;
+                e.notified = notified;
+                e.email = MaxReg(email);
+                e
+            },
+        )
 }
 
 fn sample_header() -> OrderHeader {

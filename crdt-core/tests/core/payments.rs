@@ -41,6 +41,7 @@ fn sold() -> (Replica, Replica, OrderId) {
             customer: "alice".into(),
             items: CheckoutItems::Lines(vec![(p, 3)]),
             shipping: address(),
+            email: None,
         },
     ];
     for op in ops {

@@ -320,6 +320,7 @@ pub fn random_op(
                 customer: owner.unwrap_or_else(|| "alice".into()),
                 items,
                 shipping: address(),
+                email: None,
             }
         }
         80..=94 => {

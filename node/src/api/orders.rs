@@ -162,6 +162,12 @@ pub async fn checkout(
             ));
         }
     };
+    let email = match &body.email {
+        Some(e) => {
+            Some(crate::accounts::normalize_email(e).map_err(|why| ApiError::field("email", why))?)
+        }
+        None => None,
+    };
     let key = super::idempotency::key_of(&headers)?;
     let order = match &key {
         Some(k) => OrderId::for_checkout(&customer, k),
@@ -197,6 +203,7 @@ pub async fn checkout(
         customer: customer.clone(),
         items,
         shipping,
+        email,
     };
     // Each round either succeeds, fails for good, or obtains rights for one
     // short SKU; an order has at most 100 lines.

@@ -16,10 +16,12 @@ use serde::Deserialize;
 
 pub mod accounts;
 pub mod http;
+pub mod notifications;
 pub mod payments;
 
 pub use accounts::{AccountsConfig, RawAccounts};
 pub use http::{FairUse, HttpConfig, RateLimit, RawHttp, RawLimits, RouteLimit};
+pub use notifications::{NotificationsConfig, RawNotifications};
 pub use payments::{PaymentsConfig, ProviderKind, RawPayments};
 
 /// Why a configuration was refused.
@@ -113,6 +115,8 @@ pub struct RawConfig {
     pub accounts: Option<RawAccounts>,
     /// `[payments]`: the provider, capture, webhook secret.
     pub payments: Option<RawPayments>,
+    /// `[notifications]`: order e-mails through an SMTP relay.
+    pub notifications: Option<RawNotifications>,
 }
 
 /// One node of the cluster, validated.
@@ -162,6 +166,8 @@ pub struct ClusterConfig {
     pub accounts: AccountsConfig,
     /// Payments.
     pub payments: PaymentsConfig,
+    /// Order e-mails.
+    pub notifications: NotificationsConfig,
 }
 
 impl ClusterConfig {
@@ -262,6 +268,7 @@ impl ClusterConfig {
         let limits = FairUse::validate(raw.limits.as_ref(), &invalid)?;
         let accounts = AccountsConfig::validate(raw.accounts.as_ref(), &invalid)?;
         let payments = PaymentsConfig::validate(raw.payments.as_ref(), base, &invalid)?;
+        let notifications = NotificationsConfig::validate(raw.notifications.as_ref(), &invalid)?;
         let r = raw.replication.as_ref();
         let replication = ReplicationConfig {
             delta_log_bytes: r.and_then(|r| r.delta_log_mib).unwrap_or(256) << 20,
@@ -297,6 +304,7 @@ impl ClusterConfig {
             limits,
             accounts,
             payments,
+            notifications,
         })
     }
 

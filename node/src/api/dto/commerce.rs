@@ -246,6 +246,10 @@ pub struct Checkout {
     pub shipping_address: Option<AddressDto>,
     /// Or an address of the customer's address book.
     pub shipping_address_id: Option<Uuid>,
+    /// Where to send the order's e-mails when the customer has no account
+    /// (an account's own e-mail is used otherwise).
+    #[schema(max_length = 254)]
+    pub email: Option<String>,
 }
 
 /// One order line as placed.
