@@ -480,6 +480,15 @@ async fn bad_payment_input_is_refused_naming_the_field() {
     assert_eq!(pay(&n.anonymous(), &o, OK).await.status.as_u16(), 401);
     let bogus = pay(&alice, "not-an-id", OK).await;
     assert_eq!(bogus.status.as_u16(), 400, "{}", bogus.text());
+    // The provider's ledger is the admin's.
+    let l = alice.get("/api/v1/payments/test/ledger").await.unwrap();
+    assert_eq!(l.status.as_u16(), 403, "{}", l.text());
+    let l = n
+        .anonymous()
+        .get("/api/v1/payments/test/ledger")
+        .await
+        .unwrap();
+    assert_eq!(l.status.as_u16(), 401, "{}", l.text());
     // With payments configured, a customer cannot mark an order paid.
     let p = alice
         .post(&format!("/api/v1/orders/{o}/pay"), &json!({}))
