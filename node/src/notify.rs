@@ -147,7 +147,8 @@ impl Notifier {
     async fn deliver(&self, order: OrderId) -> Result<(), String> {
         let mails = self
             .engine
-            .peek(|r| self.due(r, &order, crate::clock::now_ms()));
+            .read(|r| self.due(r, &order, crate::clock::now_ms()))
+            .await;
         for m in mails {
             let to: Mailbox =
                 m.to.parse()

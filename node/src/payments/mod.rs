@@ -180,11 +180,12 @@ impl Payments {
     ) -> Result<Intent, ApiError> {
         let (attempt, amount) = self
             .engine
-            .peek(|r| {
+            .read(|r| {
                 let e = r.state().orders.get(&order)?;
                 let a = e.payments.attempts.get(&id)?.clone();
                 Some((a, e.header()?.clone()))
             })
+            .await
             .ok_or_else(|| ApiError::not_found("order_not_found", format!("order {order}")))?;
         let intent_id = match attempt.provider_ref.0.clone() {
             Some(r) => r,
@@ -226,11 +227,15 @@ impl Payments {
     /// (the ship waits too: goods never leave unpaid).
     pub async fn before_ship(&self, order: OrderId) -> Result<(), ApiError> {
         let actor = self.engine.actor();
-        let due = self.engine.peek(|r| {
-            let e = r.state().orders.get(&order)?;
-            let (n, a) = e.payments.live_attempt(actor)?;
-            (a.status.0 == PaymentStatus::RequiresCapture).then(|| (n, a.provider_ref.0.clone()))
-        });
+        let due = self
+            .engine
+            .read(|r| {
+                let e = r.state().orders.get(&order)?;
+                let (n, a) = e.payments.live_attempt(actor)?;
+                (a.status.0 == PaymentStatus::RequiresCapture)
+                    .then(|| (n, a.provider_ref.0.clone()))
+            })
+            .await;
         let Some((n, Some(intent_id))) = due else {
             return Ok(());
         };
@@ -283,18 +288,21 @@ impl Payments {
     /// Sends reserved refund `id` to the provider and merges its verdict (a
     /// refusal frees the amount again).
     async fn send_refund(&self, order: OrderId, id: RefundId) -> Result<(), ApiError> {
-        let found = self.engine.peek(|r| {
-            let e = r.state().orders.get(&order)?;
-            let s = e.payments.refunds.get(&id)?.start.clone()?;
-            let intent = e
-                .payments
-                .attempts
-                .get(&s.attempt)?
-                .provider_ref
-                .0
-                .clone()?;
-            Some((s.amount_minor, intent))
-        });
+        let found = self
+            .engine
+            .read(|r| {
+                let e = r.state().orders.get(&order)?;
+                let s = e.payments.refunds.get(&id)?.start.clone()?;
+                let intent = e
+                    .payments
+                    .attempts
+                    .get(&s.attempt)?
+                    .provider_ref
+                    .0
+                    .clone()?;
+                Some((s.amount_minor, intent))
+            })
+            .await;
         let Some((amount, intent)) = found else {
             return Err(ApiError::not_found(
                 "order_not_found",

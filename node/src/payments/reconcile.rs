@@ -84,7 +84,13 @@ impl Payments {
     /// Does what is due on `order` for this node, once.
     pub async fn reconcile(&self, order: OrderId) -> Result<(), ProviderError> {
         let actor = self.engine.actor();
-        let Some(entry) = self.engine.peek(|r| r.state().orders.get(&order).cloned()) else {
+        // What leaves for the provider is decided on durable state only (a
+        // cancel not yet on disk must not refund).
+        let Some(entry) = self
+            .engine
+            .read(|r| r.state().orders.get(&order).cloned())
+            .await
+        else {
             return Ok(());
         };
         let _busy = self.hold(order);
