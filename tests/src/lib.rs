@@ -272,7 +272,8 @@ impl SmtpSink {
             .collect()
     }
 
-    /// Stops it (the port refuses connections until [`SmtpSink::restart`]).
+    /// Stops it (the port refuses connections until a sink starts on it again
+    /// with [`SmtpSink::start_on`]).
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

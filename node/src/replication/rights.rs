@@ -293,7 +293,7 @@ pub async fn forward_move(
 /// refund) to `seller`, merges what it answers with, and turns its verdict
 /// into this node's answer: 503 while the seller is unreachable, 409 when
 /// its store is gone. With `work`, the seller first acknowledges within
-/// [`FORWARD_WAIT`] (so a partition is seen at once) and its verdict may
+/// `FORWARD_WAIT` (so a partition is seen at once) and its verdict may
 /// then take up to `work` (a provider call).
 pub async fn forward(
     cluster: &Arc<Cluster>,
