@@ -271,7 +271,17 @@ async fn a_checkout_retried_across_a_partition_is_sold_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkout_retried_after_kill_9_is_one_order() {
     let _g = CLUSTER_LOCK.lock().await;
-    let mut c = ProcessCluster::start(Spec::default()).await.unwrap();
+    // The first checkout asks node 0 for stock rights: give that all the
+    // time a loaded test machine may need (this test is about the retry).
+    let mut c = ProcessCluster::start(Spec {
+        extra_toml: format!(
+            "{}\n[replication]\nrights_timeout_ms = 15000\n",
+            Spec::default().extra_toml
+        ),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let pid = create(&c.client(0), "IDEM-K", 10).await;
     c.wait_converged(&[0, 1, 2], Duration::from_secs(10))
         .await
