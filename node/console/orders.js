@@ -98,12 +98,16 @@ export async function detail(root, { params: [id], signal }) {
   const out = h('div', { class: 'out' });
   const live = h('p', { class: 'live-note', role: 'status' });
   const body = h('div', {});
-  const buttons = MOVES.map(([move, label]) => h('button', {
+  // Status moves are the merchant's; a shopper may only cancel (and pays
+  // with a card below: marking an order paid is for admins).
+  const admin = claims()?.role === 'admin';
+  const buttons = MOVES.filter(([move]) => admin || move === 'cancel').map(([move, label]) => h('button', {
     type: 'button', dataset: { move }, class: move === 'cancel' ? 'secondary' : null,
     on: { click: () => act(move, label) },
   }, label));
+  const payment = h('div', {});
   root.append(h('p', {}, h('a', { href: '#/orders' }, '← Orders')), head,
-    h('div', { class: 'moves', role: 'group', 'aria-label': 'Status moves' }, buttons), out, live, body);
+    h('div', { class: 'moves', role: 'group', 'aria-label': 'Status moves' }, buttons), out, live, payment, body);
 
   let status = null;
   const names = new Map();
@@ -124,6 +128,7 @@ export async function detail(root, { params: [id], signal }) {
       ]), 'Lines'),
       h('h2', {}, 'Ships to'),
       address(o.shippingAddress));
+    replace(payment, ...paymentPart(o, id, show, signal));
   };
   const act = async (move, label) => {
     for (const b of buttons) b.disabled = true;
@@ -153,6 +158,64 @@ export async function detail(root, { params: [id], signal }) {
   };
   onEvents(['order', 'reset'], load, signal, { delay: 50, filter: (d, type) => type === 'reset' || d.id === id });
   await load();
+}
+
+/** The order's payment (status, method, captured, refunds) and, while it
+ * is unpaid, a card form for the configured provider (the `test` provider
+ * takes Stripe's test cards; the number goes to the seller's provider and
+ * is never stored). */
+function paymentPart(o, id, show, signal) {
+  const p = o.payment;
+  const part = [h('h2', {}, 'Payment')];
+  if (p) {
+    part.push(facts([
+      ['Status', h('span', { id: 'payment-status' }, badge(p.status, p.status === 'succeeded' ? 'paid' : p.status))],
+      ['Paid with', `${p.method} (${p.provider}${p.providerRef ? `, ${p.providerRef}` : ''})`],
+      ['Captured', money(o.captured, o.currency)],
+      ['Refunded', money(o.refunded, o.currency)],
+      ...(p.failure ? [['Declined', p.failure]] : []),
+    ]));
+    if (o.refunds.length) {
+      part.push(table(['Refund', 'Amount', 'Status', 'Reason'], o.refunds.map((r) => [h('code', {}, r.id), money(r.amount, o.currency), r.status, r.reason]), 'Refunds'));
+    }
+  } else {
+    const none = { placed: 'Not paid yet.', cancelled: 'No payment was made.' }[o.status]
+      ?? 'Paid offline (marked paid by an admin): no card payment.';
+    part.push(h('p', { class: 'hint' }, none));
+  }
+  if (o.status !== 'placed') return part;
+  const out = h('div', { class: 'out', role: 'status' });
+  const field = (name, label, attrs) => [h('label', { for: `card-${name}` }, label), h('input', { id: `card-${name}`, name, autocomplete: 'off', required: true, ...attrs })];
+  const form = h('form', {
+    class: 'checkout',
+    on: {
+      submit: async (e) => {
+        e.preventDefault();
+        const v = Object.fromEntries(new FormData(form));
+        const button = form.querySelector('button');
+        button.disabled = true;
+        replace(out, loading('Paying…'));
+        try {
+          const paid = await post(`/orders/${encodeURIComponent(id)}/payments`, {
+            card: { number: v.number.replaceAll(' ', ''), expMonth: Number(v.expMonth), expYear: Number(v.expYear), cvc: v.cvc },
+          });
+          if (!signal.aborted) show(paid);
+        } catch (err) {
+          if (!signal.aborted) replace(out, errorBox(err));
+        } finally {
+          button.disabled = false;
+        }
+      },
+    },
+  },
+  h('div', { class: 'fields' },
+    field('number', 'Card number', { value: '4242 4242 4242 4242', inputmode: 'numeric', maxlength: 23 }),
+    field('expMonth', 'Expiry month', { type: 'number', min: 1, max: 12, value: 12 }),
+    field('expYear', 'Expiry year', { type: 'number', min: 2026, max: 2100, value: 2030 }),
+    field('cvc', 'CVC', { inputmode: 'numeric', maxlength: 4, value: '123' })),
+  h('button', { type: 'submit' }, 'Pay by card'));
+  part.push(h('p', { class: 'hint' }, "Test cards: 4242 4242 4242 4242 pays, 4000 0000 0000 0002 is declined, 4000 0027 6000 3184 asks for authentication (pay again to complete it)."), form, out);
+  return part;
 }
 
 /** Fills `names` (product id → name) for the order's lines not yet in it;

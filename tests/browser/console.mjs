@@ -231,7 +231,7 @@ async function run() {
   });
 
   await step('order: pay, an illegal move shows 409, a ship elsewhere arrives live', async () => {
-    await page.getByRole('button', { name: 'Pay' }).click();
+    await page.getByRole('button', { name: 'Pay', exact: true }).click();
     await page.locator('#order-status', { hasText: 'paid' }).waitFor({ timeout: 10000 });
     await expecting(/status of 409/, async () => {
       await page.getByRole('button', { name: 'Deliver' }).click();
@@ -296,6 +296,19 @@ async function run() {
     await page.getByRole('button', { name: 'Place order' }).click();
     await page.waitForURL(/#\/order\//, { timeout: 15000 });
     await page.locator('#order-status', { hasText: 'placed' }).waitFor({ timeout: 10000 });
+    // A shopper cannot mark the order paid; they pay by card.
+    if (await page.getByRole('button', { name: 'Pay', exact: true }).count() !== 0) {
+      throw new Error('a shopper is offered the status-only Pay move');
+    }
+    await page.getByLabel('Card number').fill('4000 0000 0000 0002');
+    await expecting(/status of 402/, async () => {
+      await page.getByRole('button', { name: 'Pay by card' }).click();
+      await page.locator('.out .error', { hasText: 'card_declined' }).waitFor({ timeout: 15000 });
+    });
+    await page.getByLabel('Card number').fill('4242 4242 4242 4242');
+    await page.getByRole('button', { name: 'Pay by card' }).click();
+    await page.locator('#order-status', { hasText: 'paid' }).waitFor({ timeout: 15000 });
+    await page.locator('#payment-status', { hasText: 'succeeded' }).waitFor({ timeout: 5000 });
     await shot('shopper-order');
   });
 }

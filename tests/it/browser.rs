@@ -84,9 +84,14 @@ async fn obey(c: &ProcessCluster, command: &[&str]) -> String {
 #[ignore = "needs chromium and tests/browser/node_modules: run scripts/browser-test"]
 async fn the_console_shows_divergence_and_convergence_in_a_real_browser() {
     let _g = CLUSTER_LOCK.lock().await;
+    // Payments as `concord up` has them: shoppers pay by card.
     let c = ProcessCluster::start(Spec {
         nodes: 3,
         proxies: true,
+        extra_toml: format!(
+            "{}\n[payments]\nprovider = \"test\"\n",
+            Spec::default().extra_toml
+        ),
         ..Default::default()
     })
     .await
