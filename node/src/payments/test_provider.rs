@@ -57,6 +57,9 @@ pub struct TestProvider {
     fail_every: u32,
     calls: AtomicU64,
     in_flight: Arc<std::sync::Mutex<HashSet<String>>>,
+    /// Calls are carried out one at a time, as a provider serialises the
+    /// changes to one intent (a read-modify-write of the ledger).
+    serial: Arc<std::sync::Mutex<()>>,
 }
 
 /// The answers the ledger stores under idempotency keys.
@@ -80,6 +83,7 @@ impl TestProvider {
             fail_every,
             calls: AtomicU64::new(0),
             in_flight: Arc::new(std::sync::Mutex::new(HashSet::new())),
+            serial: Arc::new(std::sync::Mutex::new(())),
         })
     }
 
@@ -273,22 +277,30 @@ impl TestProvider {
             self.in_flight.lock().expect("in-flight lock").remove(key);
             return Err(ProviderError::Unavailable("injected outage".into()));
         }
-        let (latency, key, flying, db) = (
+        let (latency, key, flying, db, serial) = (
             self.latency,
             key.to_string(),
             self.in_flight.clone(),
             self.db.clone(),
+            self.serial.clone(),
         );
         let job = tokio::spawn(async move {
             tokio::time::sleep(latency).await;
-            let ledger = Ledger::new(&db)?;
-            let answer = work(&ledger);
-            if let Ok(a) = &answer {
-                ledger.remember(&key, a)?;
+            let carried_out = async {
+                let ledger = Ledger::new(&db)?;
+                let answer = {
+                    let _one = serial.lock().unwrap_or_else(|p| p.into_inner());
+                    let answer = work(&ledger)?;
+                    ledger.remember(&key, &answer)?;
+                    answer
+                };
                 db.flush_async().await.map_err(fault)?;
+                Ok(answer)
             }
+            .await;
+            // Whatever happened, the key is no longer in flight.
             flying.lock().expect("in-flight lock").remove(&key);
-            answer
+            carried_out
         });
         job.await
             .map_err(|e| ProviderError::Unavailable(e.to_string()))?
