@@ -71,6 +71,14 @@ async fn a_logout_or_a_disable_on_one_node_holds_on_all() {
         401,
         "logout honoured on node 1"
     );
+    // Once node 2 has the logout too (it honours the old tokens until then,
+    // as documented), the session's refresh token is refused there.
+    let on2_old = bearer(&c.anonymous(2), &s);
+    assert_eq!(
+        until_status(&on2_old, "/api/v1/me", 401).await,
+        401,
+        "logout honoured on node 2"
+    );
     let rt = session["refreshToken"].as_str().unwrap();
     let r = c
         .anonymous(2)
