@@ -53,6 +53,27 @@ pub async fn pay(c: &Client, order: &str, number: &str) -> Answer {
         .unwrap()
 }
 
+/// Repeats `ask` while it answers 503 `provider_unavailable` or
+/// `seller_unreachable` — a repeat is safe, that is the point — `gap`
+/// apart, at most `tries` times; returns the first other answer, which must
+/// be a 200.
+pub async fn until_answered<F, Fut>(tries: usize, gap: Duration, mut ask: F) -> Answer
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Answer>,
+{
+    let mut last = ask().await;
+    for _ in 0..tries {
+        if last.status.as_u16() != 503 {
+            break;
+        }
+        tokio::time::sleep(gap).await;
+        last = ask().await;
+    }
+    assert_eq!(last.status.as_u16(), 200, "{}", last.text());
+    last
+}
+
 pub fn code(a: &Answer) -> String {
     a.json::<Value>()
         .ok()
@@ -305,16 +326,8 @@ async fn a_provider_timeout_is_retried_without_a_second_charge() {
         "{}",
         first.text()
     );
-    let mut last = first;
-    for _ in 0..20 {
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        last = pay(&alice, &o, OK).await;
-        if last.status.as_u16() == 200 {
-            break;
-        }
-        assert_eq!(last.status.as_u16(), 503, "{}", last.text());
-    }
-    assert_eq!(last.status.as_u16(), 200, "{}", last.text());
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let last = until_answered(20, Duration::from_millis(700), || pay(&alice, &o, OK)).await;
     assert_eq!(last.json::<Value>().unwrap()["status"], "paid");
     let l = ledger(&admin, &o).await;
     assert_eq!(l.len(), 1, "one intent: {l:?}");

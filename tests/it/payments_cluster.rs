@@ -10,7 +10,9 @@ use concord_chaos::procs::{ProcessCluster, Spec};
 use concord_tests::CLUSTER_LOCK;
 use serde_json::{Value, json};
 
-use crate::payments::{OK, THREE_DS, charges, code, deliver, intent_event, ledger, order, pay};
+use crate::payments::{
+    OK, THREE_DS, charges, code, deliver, intent_event, ledger, order, pay, until_answered,
+};
 
 fn spec(proxies: bool, payments: &str) -> Spec {
     Spec {
@@ -52,16 +54,9 @@ async fn a_timed_out_payment_retried_elsewhere_or_cut_by_a_kill_charges_once() {
         "{}",
         first.text()
     );
-    let mut last = first;
-    for _ in 0..30 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        last = pay(&alice(2), &o, OK).await;
-        if last.status.as_u16() == 200 {
-            break;
-        }
-        assert_eq!(last.status.as_u16(), 503, "{}", last.text());
-    }
-    assert_eq!(last.status.as_u16(), 200, "{}", last.text());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let via2 = alice(2);
+    until_answered(30, Duration::from_millis(500), || pay(&via2, &o, OK)).await;
     let l = ledger(&c.client(0), &o).await;
     assert_eq!(
         (l.len(), charges(&l)),
@@ -79,17 +74,8 @@ async fn a_timed_out_payment_retried_elsewhere_or_cut_by_a_kill_charges_once() {
     c.kill9(0).unwrap();
     let _ = call.await;
     c.restart(0).await.unwrap();
-    let mut done = None;
-    for _ in 0..30 {
-        let a = pay(&alice(1), &o2, OK).await;
-        if a.status.as_u16() == 200 {
-            done = Some(a);
-            break;
-        }
-        assert_eq!(a.status.as_u16(), 503, "{}", a.text());
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let done = done.expect("paid after the restart");
+    let via1 = alice(1);
+    let done = until_answered(30, Duration::from_millis(500), || pay(&via1, &o2, OK)).await;
     assert_eq!(
         done.json::<Value>().unwrap()["payment"]["attempts"],
         1,

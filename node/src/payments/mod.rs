@@ -178,28 +178,32 @@ impl Payments {
         order: OrderId,
         method: &PayMethod,
     ) -> Result<Intent, ApiError> {
-        let (attempt, amount) = self
+        let attempt = self
             .engine
             .read(|r| {
-                let e = r.state().orders.get(&order)?;
-                let a = e.payments.attempts.get(&id)?.clone();
-                Some((a, e.header()?.clone()))
+                r.state()
+                    .orders
+                    .get(&order)?
+                    .payments
+                    .attempts
+                    .get(&id)
+                    .cloned()
             })
             .await
             .ok_or_else(|| ApiError::not_found("order_not_found", format!("order {order}")))?;
         let intent_id = match attempt.provider_ref.0.clone() {
             Some(r) => r,
             None => {
-                let new = NewIntent {
-                    amount_minor: amount.total_minor,
-                    currency: amount.currency.code().to_string(),
-                    capture: attempt
-                        .start
-                        .as_ref()
-                        .map_or(self.config.capture, |s| s.capture),
-                    order: order.to_string(),
-                    attempt: attempt_label(id),
-                };
+                let new = attempt
+                    .start
+                    .as_ref()
+                    .map(|s| new_intent(order, id, s))
+                    .ok_or_else(|| {
+                        ApiError::not_found(
+                            "order_not_found",
+                            format!("attempt {} of order {order}", id.1),
+                        )
+                    })?;
                 let intent = self
                     .call(self.provider.create(&key(order, id, "create"), &new))
                     .await?;
@@ -259,6 +263,17 @@ impl Payments {
         reason: &str,
     ) -> Result<bool, ApiError> {
         let _busy = self.hold(order);
+        self.refund_held(order, amount, reason).await
+    }
+
+    /// [`Payments::refund`] for a caller that already holds the order busy
+    /// (the reconciler).
+    async fn refund_held(
+        &self,
+        order: OrderId,
+        amount: Option<u64>,
+        reason: &str,
+    ) -> Result<bool, ApiError> {
         let actor = self.engine.actor();
         let op = Op::Payment {
             order,
@@ -384,6 +399,19 @@ pub fn observation(i: &Intent) -> Observation {
         provider_ref: Some(i.id.clone()),
         captured_minor: i.captured_minor,
         failure: i.failure.clone(),
+    }
+}
+
+/// What the provider is asked to create for attempt `id`: everything from
+/// its fixed start, so the request repeated under the same key (by a retry,
+/// or by the reconciler after a restart) is the same request.
+fn new_intent(order: OrderId, id: AttemptId, s: &crdt_core::payment::AttemptStart) -> NewIntent {
+    NewIntent {
+        amount_minor: s.amount_minor,
+        currency: s.currency.code().to_string(),
+        capture: s.capture,
+        order: order.to_string(),
+        attempt: attempt_label(id),
     }
 }
 

@@ -21,8 +21,8 @@ use crdt_core::status::OrderStatus;
 use crdt_core::{Key, OrderId};
 use tokio::sync::broadcast;
 
-use super::provider::{NewIntent, ProviderError};
-use super::{Payments, attempt_label, key};
+use super::provider::ProviderError;
+use super::{Payments, key, new_intent};
 use crate::engine::Event;
 use crate::shutdown::Shutdown;
 
@@ -111,14 +111,7 @@ impl Payments {
                         Some(i) => self.provider.retrieve(&i).await?,
                         None => {
                             let Some(s) = &a.start else { continue };
-                            let Some(h) = entry.header() else { continue };
-                            let new = NewIntent {
-                                amount_minor: s.amount_minor,
-                                currency: h.currency.code().to_string(),
-                                capture: s.capture,
-                                order: order.to_string(),
-                                attempt: attempt_label(id),
-                            };
+                            let new = new_intent(order, id, s);
                             self.provider
                                 .create(&key(order, id, "create"), &new)
                                 .await?
@@ -148,7 +141,7 @@ impl Payments {
                     } else {
                         "checkout sold twice; this sale lost"
                     };
-                    match self.refund(order, None, why).await {
+                    match self.refund_held(order, None, why).await {
                         Ok(true) => tracing::info!(%order, "refunded a cancelled order"),
                         Ok(false) => {
                             return Err(ProviderError::Unavailable("refund pending".into()));
